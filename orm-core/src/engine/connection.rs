@@ -1,0 +1,230 @@
+//! A pooled connection with explicit transaction control and statement logging.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use postgres::fallible_iterator::FallibleIterator;
+
+use super::pool::{DriverConn, Manager};
+use super::row::Row;
+use crate::dialect::Dialect;
+use crate::error::{Error, Result};
+use crate::sql::ast::Statement;
+use crate::sql::render::{render, Rendered};
+use crate::value::Value;
+
+/// One database connection taken from an [`Engine`](super::Engine)'s pool.
+///
+/// Cloning gives another handle on the SAME connection (and its transaction), which is how a
+/// session is bound to a connection whose transaction the caller controls. When the last
+/// handle is dropped, an open transaction is rolled back and the connection returns to the
+/// pool.
+///
+/// # Examples
+///
+/// ```
+/// use orm_core::engine::Engine;
+/// let conn = Engine::connect("sqlite::memory:")?.connection()?;
+/// conn.execute("CREATE TABLE t (x INTEGER)", &[])?;
+/// conn.begin()?;
+/// conn.execute("INSERT INTO t VALUES (1)", &[])?;
+/// conn.rollback()?;
+/// let mut n = -1;
+/// conn.query("SELECT count(*) FROM t", &[], |r| { n = r.get::<i64>(0).unwrap().unwrap(); Ok(()) })?;
+/// assert_eq!(n, 0);
+/// # Ok::<(), orm_core::error::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Connection {
+    inner: Arc<Mutex<Inner>>,
+    dialect: Dialect,
+}
+
+struct Inner {
+    conn: r2d2::PooledConnection<Manager>,
+    in_transaction: bool,
+    echo: bool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if self.in_transaction {
+            // Errors here mean the connection is gone; the pool discards broken connections.
+            let _ = self.control("ROLLBACK");
+        }
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection").field("dialect", &self.dialect).finish_non_exhaustive()
+    }
+}
+
+fn log(echo: bool, sql: &str, params: &[Value]) {
+    if echo {
+        tracing::info!(target: "orm::sql", params = ?params, "{sql}");
+    } else {
+        tracing::debug!(target: "orm::sql", params = ?params, "{sql}");
+    }
+}
+
+impl Inner {
+    fn control(&mut self, sql: &str) -> Result<()> {
+        log(self.echo, sql, &[]);
+        match &mut *self.conn {
+            DriverConn::Postgres { client, .. } => {
+                client.batch_execute(sql).map_err(Error::from_postgres)
+            }
+            DriverConn::Sqlite(c) => c.execute_batch(sql).map_err(Error::from_sqlite),
+        }
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
+        log(self.echo, sql, params);
+        match &mut *self.conn {
+            DriverConn::Postgres { client, statements } => {
+                let stmt = DriverConn::pg_statement(client, statements, sql)?;
+                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                    params.iter().map(|p| p as _).collect();
+                client.execute(&stmt, &refs).map_err(Error::from_postgres)
+            }
+            DriverConn::Sqlite(c) => {
+                let mut stmt = c.prepare_cached(sql).map_err(Error::from_sqlite)?;
+                let n = stmt
+                    .execute(rusqlite::params_from_iter(params.iter()))
+                    .map_err(Error::from_sqlite)?;
+                Ok(n as u64)
+            }
+        }
+    }
+
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        f: &mut dyn FnMut(&Row<'_>) -> Result<()>,
+    ) -> Result<()> {
+        log(self.echo, sql, params);
+        match &mut *self.conn {
+            DriverConn::Postgres { client, statements } => {
+                let stmt = DriverConn::pg_statement(client, statements, sql)?;
+                let mut rows = client.query_raw(&stmt, params.iter()).map_err(Error::from_postgres)?;
+                while let Some(row) = rows.next().map_err(Error::from_postgres)? {
+                    f(&Row::Postgres(&row))?;
+                }
+                Ok(())
+            }
+            DriverConn::Sqlite(c) => {
+                let mut stmt = c.prepare_cached(sql).map_err(Error::from_sqlite)?;
+                let mut rows = stmt
+                    .query(rusqlite::params_from_iter(params.iter()))
+                    .map_err(Error::from_sqlite)?;
+                while let Some(row) = rows.next().map_err(Error::from_sqlite)? {
+                    f(&Row::Sqlite(row))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Connection {
+    pub(crate) fn new(conn: r2d2::PooledConnection<Manager>, dialect: Dialect, echo: bool) -> Self {
+        Connection {
+            inner: Arc::new(Mutex::new(Inner { conn, in_transaction: false, echo })),
+            dialect,
+        }
+    }
+
+    /// The connection's dialect.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Whether two handles share one connection.
+    pub fn same_as(&self, other: &Connection) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Executes one statement with bound parameters; returns the number of rows affected.
+    pub fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
+        self.inner.lock().execute(sql, params)
+    }
+
+    /// Runs a query, calling `f` for each row as it arrives.
+    ///
+    /// `f` must not use this connection: it is locked while rows are read.
+    pub fn query(
+        &self,
+        sql: &str,
+        params: &[Value],
+        mut f: impl FnMut(&Row<'_>) -> Result<()>,
+    ) -> Result<()> {
+        self.inner.lock().query(sql, params, &mut f)
+    }
+
+    /// Renders `statement` for this connection's dialect and executes it.
+    pub fn execute_statement(&self, statement: Statement) -> Result<u64> {
+        let Rendered { sql, params } = render(self.dialect, statement);
+        self.execute(&sql, &params)
+    }
+
+    /// Renders `statement` and runs it as a query.
+    pub fn query_statement(
+        &self,
+        statement: Statement,
+        f: impl FnMut(&Row<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let Rendered { sql, params } = render(self.dialect, statement);
+        self.query(&sql, &params, f)
+    }
+
+    /// Whether a transaction begun with [`begin`](Self::begin) is open.
+    pub fn in_transaction(&self) -> bool {
+        self.inner.lock().in_transaction
+    }
+
+    /// Begins a transaction.
+    pub fn begin(&self) -> Result<()> {
+        let mut inner = self.inner.lock();
+        if inner.in_transaction {
+            return Err(Error::Transaction("a transaction is already begun on this connection"));
+        }
+        inner.control("BEGIN")?;
+        inner.in_transaction = true;
+        Ok(())
+    }
+
+    /// Commits the transaction.
+    pub fn commit(&self) -> Result<()> {
+        let mut inner = self.inner.lock();
+        if !inner.in_transaction {
+            return Err(Error::Transaction("no transaction is begun on this connection"));
+        }
+        inner.in_transaction = false;
+        inner.control("COMMIT")
+    }
+
+    /// Rolls the transaction back; does nothing when none is open.
+    pub fn rollback(&self) -> Result<()> {
+        let mut inner = self.inner.lock();
+        if !inner.in_transaction {
+            return Ok(());
+        }
+        inner.in_transaction = false;
+        inner.control("ROLLBACK")
+    }
+
+    /// Runs statements in one transaction (used for DDL).
+    pub(crate) fn run_in_transaction(&self, statements: &[Statement]) -> Result<()> {
+        self.begin()?;
+        for s in statements {
+            if let Err(e) = self.execute_statement(s.clone()) {
+                self.rollback()?;
+                return Err(e);
+            }
+        }
+        self.commit()
+    }
+}

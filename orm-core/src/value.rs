@@ -1,0 +1,284 @@
+//! Values that travel between Rust fields and database columns.
+//!
+//! [`Value`] is the owned, dialect-neutral form of one bound parameter. [`ColumnType`] is
+//! implemented by every Rust type a mapped field may have; it names the SQL type, says whether
+//! NULL is allowed, and converts to and from [`Value`] and driver rows.
+
+use crate::engine::row::Row;
+use crate::error::DecodeError;
+
+/// The SQL type of a column, rendered per dialect by [`crate::dialect::Dialect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SqlType {
+    /// 16-bit integer (`SMALLINT`).
+    SmallInt,
+    /// 32-bit integer (`INTEGER`).
+    Integer,
+    /// 64-bit integer (`BIGINT`).
+    BigInt,
+    /// 32-bit float (`REAL`).
+    Real,
+    /// 64-bit float (`DOUBLE PRECISION`).
+    Double,
+    /// Boolean.
+    Boolean,
+    /// Unbounded text.
+    Text,
+    /// Binary data (`BYTEA` / `BLOB`).
+    Blob,
+}
+
+impl SqlType {
+    /// A short lowercase name used in error messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            SqlType::SmallInt => "smallint",
+            SqlType::Integer => "integer",
+            SqlType::BigInt => "bigint",
+            SqlType::Real => "real",
+            SqlType::Double => "double",
+            SqlType::Boolean => "boolean",
+            SqlType::Text => "text",
+            SqlType::Blob => "blob",
+        }
+    }
+}
+
+/// One value bound as a parameter.
+///
+/// Every value the ORM sends to a database travels as a `Value` in a bound parameter, never
+/// spliced into SQL text.
+///
+/// # Examples
+///
+/// ```
+/// use orm_core::value::{ColumnType, Value};
+/// assert_eq!(42i32.to_value(), Value::I32(42));
+/// assert_eq!(None::<String>.to_value(), Value::Null);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A 16-bit integer.
+    I16(i16),
+    /// A 32-bit integer.
+    I32(i32),
+    /// A 64-bit integer.
+    I64(i64),
+    /// A 32-bit float.
+    F32(f32),
+    /// A 64-bit float.
+    F64(f64),
+    /// Text.
+    Text(String),
+    /// Bytes.
+    Bytes(Vec<u8>),
+    /// An array of values of one SQL type (PostgreSQL only): a whole column of a batch
+    /// passed as one parameter.
+    Array(SqlType, Vec<Value>),
+}
+
+impl Value {
+    /// The value as an `i64` when it is an integer of any width.
+    pub fn as_i64(&self) -> Option<i64> {
+        match *self {
+            Value::I16(v) => Some(v.into()),
+            Value::I32(v) => Some(v.into()),
+            Value::I64(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// A Rust type that a mapped field can have.
+///
+/// Implemented for `i16`, `i32`, `i64`, `f32`, `f64`, `bool`, `String`, `Vec<u8>` and
+/// `Option` of each (which makes the column nullable).
+///
+/// # Examples
+///
+/// ```
+/// use orm_core::value::{ColumnType, SqlType};
+/// assert_eq!(<Option<String> as ColumnType>::SQL_TYPE, SqlType::Text);
+/// assert!(<Option<String> as ColumnType>::NULLABLE);
+/// assert!(!<i64 as ColumnType>::NULLABLE);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be stored in a mapped column",
+    label = "unsupported field type",
+    note = "mapped fields may be i16, i32, i64, f32, f64, bool, String, Vec<u8>, or Option of one of these"
+)]
+pub trait ColumnType: Clone + PartialEq + Send + Sync + 'static {
+    /// The column's SQL type.
+    const SQL_TYPE: SqlType;
+    /// Whether the column accepts NULL (true for `Option<_>`).
+    const NULLABLE: bool = false;
+    /// Converts to a bound parameter.
+    fn to_value(&self) -> Value;
+    /// Reads column `idx` of a driver row.
+    fn decode(row: &Row<'_>, idx: usize) -> Result<Self, DecodeError>;
+    /// Converts from a parameter value (used for generated keys read back at flush).
+    fn from_value(value: Value) -> Result<Self, DecodeError>;
+}
+
+macro_rules! column_type {
+    ($t:ty, $sql:ident, $variant:ident) => {
+        impl ColumnType for $t {
+            const SQL_TYPE: SqlType = SqlType::$sql;
+            #[inline]
+            fn to_value(&self) -> Value {
+                Value::$variant(self.clone())
+            }
+            #[inline]
+            fn decode(row: &Row<'_>, idx: usize) -> Result<Self, DecodeError> {
+                row.get::<$t>(idx)?.ok_or(DecodeError::UnexpectedNull)
+            }
+            fn from_value(value: Value) -> Result<Self, DecodeError> {
+                match value {
+                    Value::$variant(v) => Ok(v),
+                    Value::Null => Err(DecodeError::UnexpectedNull),
+                    other => from_other(other),
+                }
+            }
+        }
+    };
+}
+
+fn from_other<T: TryFrom<i64> + ColumnType>(value: Value) -> Result<T, DecodeError> {
+    value
+        .as_i64()
+        .and_then(|v| T::try_from(v).ok())
+        .ok_or_else(|| DecodeError::WrongType {
+            expected: T::SQL_TYPE.name(),
+            found: format!("{value:?}"),
+        })
+}
+
+column_type!(i16, SmallInt, I16);
+column_type!(i32, Integer, I32);
+column_type!(i64, BigInt, I64);
+
+macro_rules! column_type_no_int {
+    ($t:ty, $sql:ident, $variant:ident) => {
+        impl ColumnType for $t {
+            const SQL_TYPE: SqlType = SqlType::$sql;
+            #[inline]
+            fn to_value(&self) -> Value {
+                Value::$variant(self.clone())
+            }
+            #[inline]
+            fn decode(row: &Row<'_>, idx: usize) -> Result<Self, DecodeError> {
+                row.get::<$t>(idx)?.ok_or(DecodeError::UnexpectedNull)
+            }
+            fn from_value(value: Value) -> Result<Self, DecodeError> {
+                match value {
+                    Value::$variant(v) => Ok(v),
+                    Value::Null => Err(DecodeError::UnexpectedNull),
+                    other => Err(DecodeError::WrongType {
+                        expected: SqlType::$sql.name(),
+                        found: format!("{other:?}"),
+                    }),
+                }
+            }
+        }
+    };
+}
+
+column_type_no_int!(f32, Real, F32);
+column_type_no_int!(f64, Double, F64);
+column_type_no_int!(bool, Boolean, Bool);
+column_type_no_int!(String, Text, Text);
+column_type_no_int!(Vec<u8>, Blob, Bytes);
+
+impl<T: ColumnType + NotNull> ColumnType for Option<T> {
+    const SQL_TYPE: SqlType = T::SQL_TYPE;
+    const NULLABLE: bool = true;
+    #[inline]
+    fn to_value(&self) -> Value {
+        match self {
+            Some(v) => v.to_value(),
+            None => Value::Null,
+        }
+    }
+    #[inline]
+    fn decode(row: &Row<'_>, idx: usize) -> Result<Self, DecodeError> {
+        match T::decode(row, idx) {
+            Ok(v) => Ok(Some(v)),
+            Err(DecodeError::UnexpectedNull) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+    fn from_value(value: Value) -> Result<Self, DecodeError> {
+        match value {
+            Value::Null => Ok(None),
+            v => T::from_value(v).map(Some),
+        }
+    }
+}
+
+/// Marks the non-`Option` column types, so that `Option<Option<T>>` is rejected.
+pub trait NotNull: ColumnType {}
+impl NotNull for i16 {}
+impl NotNull for i32 {}
+impl NotNull for i64 {}
+impl NotNull for f32 {}
+impl NotNull for f64 {}
+impl NotNull for bool {}
+impl NotNull for String {}
+impl NotNull for Vec<u8> {}
+
+/// A Rust value that may be compared with (or assigned to) a column holding `V`.
+///
+/// This is what makes `User::age.eq("x")` fail to compile: `&str` is a value for `String`
+/// columns only.
+///
+/// # Examples
+///
+/// ```
+/// use orm_core::value::{IntoValue, Value};
+/// fn bind<V, A: IntoValue<V>>(a: A) -> Value { a.into_value() }
+/// assert_eq!(bind::<String, _>("ed"), Value::Text("ed".into()));
+/// assert_eq!(bind::<Option<i32>, _>(5), Value::I32(5));
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be compared with a column holding `{V}`",
+    label = "expected a value of type `{V}`"
+)]
+pub trait IntoValue<V> {
+    /// Converts into a bound parameter.
+    fn into_value(self) -> Value;
+}
+
+impl<V: ColumnType> IntoValue<V> for V {
+    fn into_value(self) -> Value {
+        self.to_value()
+    }
+}
+impl IntoValue<String> for &str {
+    fn into_value(self) -> Value {
+        Value::Text(self.to_owned())
+    }
+}
+impl IntoValue<Option<String>> for &str {
+    fn into_value(self) -> Value {
+        Value::Text(self.to_owned())
+    }
+}
+impl IntoValue<Vec<u8>> for &[u8] {
+    fn into_value(self) -> Value {
+        Value::Bytes(self.to_vec())
+    }
+}
+macro_rules! option_into_value {
+    ($($t:ty),*) => {$(
+        impl IntoValue<Option<$t>> for $t {
+            fn into_value(self) -> Value {
+                self.to_value()
+            }
+        }
+    )*};
+}
+option_into_value!(i16, i32, i64, f32, f64, bool, String, Vec<u8>);
