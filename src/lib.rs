@@ -38,7 +38,10 @@ pub use orm_core::model::{ColumnSet, Mapped, PrimaryKey};
 pub use orm_core::schema::{ColumnDef, ForeignKey, Metadata, Table};
 pub use orm_core::value::{ColumnType, IntoValue, SqlType, Value};
 // DERIVE-REEXPORT pub use orm_derive::Mapped;
-// SESSION-REEXPORTS (restored when orm-session lands)
+pub use orm_session::{
+    sessionmaker, Bind, Error, FromSession, Info, Obj, ObjRef, ObjectState, Query, Result,
+    Session, SessionMaker, SessionMakerBuilder, SessionOptions,
+};
 
 /// The core crate's error type (engine, dialects, decoding).
 pub type CoreError = orm_core::error::Error;
@@ -46,7 +49,8 @@ pub type CoreError = orm_core::error::Error;
 /// Everything a typical user of the ORM needs: `use orm::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Connection, Engine, Mapped, Metadata,
+        sessionmaker, Connection, Engine, Mapped, Metadata, Obj, ObjectState, Session,
+        SessionMaker,
     };
 }
 

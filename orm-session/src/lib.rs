@@ -1,1 +1,33 @@
+//! Sessions for the `orm` crate: identity map, unit of work, object states and
+//! `sessionmaker`, following SQLAlchemy's `Session`.
+//!
+//! Users depend on the `orm` facade, which re-exports everything here.
+//!
+//! # Code map
+//! - [`sessionmaker()`](sessionmaker()): the typed factory builder, options, `info`, `bind`.
+//! - `session`: [`Session`], its transaction and the identity-map-aware loading of rows.
+//! - `object`: [`Obj`], the handle users hold; change recording and expiry.
+//! - `state`: the five [`ObjectState`]s.
+//! - `identity_map`: per-type identity map and unit-of-work lists.
+//! - `unit_of_work`: flush ordering (`plan`) and batched statements (`execute`).
+//! - `query`: [`Query`].
+//! - `error`: [`Error`].
+#![warn(missing_docs)]
 
+mod error;
+mod identity_map;
+mod object;
+mod query;
+mod session;
+mod sessionmaker;
+mod state;
+mod unit_of_work;
+
+pub use error::{Error, Result};
+pub use object::{Obj, ObjRef};
+pub use query::Query;
+pub use session::Session;
+pub use sessionmaker::{
+    sessionmaker, Bind, FromSession, Info, SessionMaker, SessionMakerBuilder, SessionOptions,
+};
+pub use state::ObjectState;

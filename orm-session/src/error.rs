@@ -1,0 +1,116 @@
+//! The error type of sessions: what went wrong, naming the table and key involved.
+
+/// Errors of the session, its objects and queries.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An engine, SQL or decoding error.
+    #[error(transparent)]
+    Core(#[from] orm_core::error::Error),
+    /// A flush failed; the database transaction was rolled back and nothing of the flush was
+    /// written. The session requires [`rollback`](crate::Session::rollback) before further use.
+    #[error("flush failed and the transaction was rolled back: {cause}")]
+    Flush {
+        /// Why the statement failed (a constraint violation names the table and constraint).
+        cause: orm_core::error::Error,
+    },
+    /// A previous flush failed; `rollback()` must be called before the session is used again.
+    #[error("this session's transaction was rolled back after a failed flush ({cause}); call rollback() before using the session again")]
+    PendingRollback {
+        /// The message of the failure.
+        cause: String,
+    },
+    /// An UPDATE or DELETE matched a different number of rows than expected: the row was
+    /// changed or deleted by someone else.
+    #[error("{statement} on table `{table}` expected to match {expected} row(s) but matched {matched}")]
+    StaleData {
+        /// The table.
+        table: &'static str,
+        /// `UPDATE` or `DELETE`.
+        statement: &'static str,
+        /// Rows the flush expected to match.
+        expected: u64,
+        /// Rows the database matched.
+        matched: u64,
+    },
+    /// The session has no engine or connection to use.
+    #[error("the session is not bound to an engine or connection; set one with sessionmaker().bind(..) or configure(..)")]
+    Unbound,
+    /// Autobegin is off and no transaction was begun.
+    #[error("autobegin is disabled and no transaction is begun; call begin() first")]
+    NoTransaction,
+    /// `begin()` was called while a transaction is in progress.
+    #[error("a transaction is already begun on this session")]
+    TransactionAlreadyBegun,
+    /// The object belongs to another session.
+    #[error("object of table `{table}` is attached to session {other}; expunge it there before adding it to session {this}")]
+    AttachedElsewhere {
+        /// The object's table.
+        table: &'static str,
+        /// The session the object belongs to.
+        other: u64,
+        /// The session it was given to.
+        this: u64,
+    },
+    /// Another object with the same primary key is already in the session.
+    #[error("another object of table `{table}` with key {key} is already in this session")]
+    IdentityConflict {
+        /// The table.
+        table: &'static str,
+        /// The primary key.
+        key: String,
+    },
+    /// The object is not persistent (transient or pending) for an operation that needs a row.
+    #[error("object of table `{table}` is not persisted")]
+    NotPersisted {
+        /// The table.
+        table: &'static str,
+    },
+    /// The object is not in this session.
+    #[error("object of table `{table}` is not in this session")]
+    NotInSession {
+        /// The table.
+        table: &'static str,
+    },
+    /// The object is expired and detached: its attributes cannot be loaded.
+    #[error("object of table `{table}` is expired and detached from its session; its attributes cannot be loaded")]
+    DetachedInstance {
+        /// The table.
+        table: &'static str,
+    },
+    /// The object's row no longer exists.
+    #[error("the row of table `{table}` with key {key} no longer exists")]
+    ObjectDeleted {
+        /// The table.
+        table: &'static str,
+        /// The primary key.
+        key: String,
+    },
+    /// The object is borrowed by a guard that is still alive.
+    #[error("object of table `{table}` is borrowed by a live guard; drop it first")]
+    Borrowed {
+        /// The table.
+        table: &'static str,
+    },
+    /// An attempt to change the primary key of a persistent object.
+    #[error("the primary key of a persistent object of table `{table}` cannot be changed")]
+    PrimaryKeyChanged {
+        /// The table.
+        table: &'static str,
+    },
+    /// A query expected one row and found none.
+    #[error("no row of table `{table}` was found")]
+    NoResultFound {
+        /// The table.
+        table: &'static str,
+    },
+    /// A query expected one row and found several.
+    #[error("more than one row of table `{table}` was found")]
+    MultipleResultsFound {
+        /// The table.
+        table: &'static str,
+    },
+}
+
+/// Shorthand for results of the session.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,106 @@
+//! `Query<T>`: a typed SELECT whose rows come back as identity-mapped objects.
+
+use orm_core::expr::{IntoOrder, Predicate};
+use orm_core::model::Mapped;
+use orm_core::sql::ast::{Expr, OrderBy, Select};
+
+use crate::error::{Error, Result};
+use crate::object::Obj;
+use crate::session::Session;
+
+/// A query over the mapped type `T`, from [`Session::query`].
+///
+/// Filters and orderings accept only columns of `T` (checked by the compiler). Running the
+/// query autoflushes first, and rows whose key is already in the identity map come back as
+/// the object the session already holds.
+///
+/// # Examples
+///
+/// ```
+/// # use orm::__doc::*;
+/// # fn main() -> Result<(), orm::Error> {
+/// # let (_engine, factory) = setup();
+/// let mut session = factory.session();
+/// session.add_all([User::new("ed", 30), User::new("wendy", 17), User::new("mary", 12)])?;
+/// let young = session.query::<User>().filter(User::age.lt(18)).order_by(User::name.desc()).all()?;
+/// let names: Vec<String> = young.iter().map(|u| u.read().unwrap().name.clone()).collect();
+/// assert_eq!(names, ["wendy", "mary"]);
+/// let ed = session.query::<User>().filter(User::name.eq("ed")).one()?;
+/// assert_eq!(ed.read()?.age, 30);
+/// # Ok(()) }
+/// ```
+#[must_use = "a query does nothing until all(), one(), one_or_none() or first() runs it"]
+pub struct Query<'s, T: Mapped> {
+    session: &'s mut Session,
+    select: Select,
+    _table: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<'s, T: Mapped> Query<'s, T> {
+    pub(crate) fn new(session: &'s mut Session) -> Self {
+        Query {
+            session,
+            select: Select { table: T::TABLE, filter: None, order_by: Vec::new(), limit: None, offset: None },
+            _table: std::marker::PhantomData,
+        }
+    }
+
+    /// Adds a WHERE condition (ANDed with earlier ones).
+    pub fn filter(mut self, predicate: Predicate<T>) -> Self {
+        let e = predicate.into_expr();
+        self.select.filter = Some(match self.select.filter.take() {
+            None => e,
+            Some(Expr::And(mut items)) => {
+                items.push(e);
+                Expr::And(items)
+            }
+            Some(prev) => Expr::And(vec![prev, e]),
+        });
+        self
+    }
+
+    /// Adds an ORDER BY term: a column (ascending) or `column.desc()`.
+    pub fn order_by(mut self, order: impl IntoOrder<T>) -> Self {
+        let o: OrderBy = order.into_order().into_order_by();
+        self.select.order_by.push(o);
+        self
+    }
+
+    /// LIMIT.
+    pub fn limit(mut self, n: u64) -> Self {
+        self.select.limit = Some(n);
+        self
+    }
+
+    /// OFFSET.
+    pub fn offset(mut self, n: u64) -> Self {
+        self.select.offset = Some(n);
+        self
+    }
+
+    /// Every matching object.
+    pub fn all(self) -> Result<Vec<Obj<T>>> {
+        self.session.load(self.select)
+    }
+
+    /// The first object, or `None` (adds LIMIT 1).
+    pub fn first(mut self) -> Result<Option<Obj<T>>> {
+        self.select.limit = Some(1);
+        Ok(self.session.load(self.select)?.pop())
+    }
+
+    /// Exactly one object: errors when there are none or several.
+    pub fn one(self) -> Result<Obj<T>> {
+        self.one_or_none()?.ok_or(Error::NoResultFound { table: T::TABLE.name })
+    }
+
+    /// One object or `None`: errors when there are several.
+    pub fn one_or_none(mut self) -> Result<Option<Obj<T>>> {
+        self.select.limit = Some(2);
+        let mut rows = self.session.load(self.select)?;
+        if rows.len() > 1 {
+            return Err(Error::MultipleResultsFound { table: T::TABLE.name });
+        }
+        Ok(rows.pop())
+    }
+}

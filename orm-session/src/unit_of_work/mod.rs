@@ -1,0 +1,29 @@
+//! The unit of work: turns the changes a session accumulated into statements.
+//!
+//! [`plan`] orders the tables by foreign-key dependency; [`execute`] builds the batched
+//! statements of one table. A flush runs INSERTs and UPDATEs parents-first, then DELETEs
+//! children-first, all on the session's transaction.
+
+pub(crate) mod execute;
+pub(crate) mod plan;
+
+use orm_core::engine::Connection;
+
+use crate::error::Result;
+use crate::identity_map::AnyStore;
+
+/// Runs every statement of a flush, in dependency order. Stops at the first error; the caller
+/// rolls the transaction back.
+pub(crate) fn run(stores: &mut [Box<dyn AnyStore>], conn: &Connection) -> Result<()> {
+    let order = plan::order(stores);
+    for &i in &order {
+        stores[i].flush_inserts(conn)?;
+    }
+    for &i in &order {
+        stores[i].flush_updates(conn)?;
+    }
+    for &i in order.iter().rev() {
+        stores[i].flush_deletes(conn)?;
+    }
+    Ok(())
+}
