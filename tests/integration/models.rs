@@ -1,0 +1,56 @@
+//! The mapped models the session tests use, and their schema.
+
+use orm::prelude::*;
+
+/// A user with a database-generated key.
+#[derive(Mapped, Debug)]
+#[mapped(table = "users")]
+pub struct User {
+    #[mapped(primary_key)]
+    pub id: Option<i64>,
+    pub name: String,
+    pub fullname: Option<String>,
+    pub age: i32,
+}
+
+impl User {
+    pub fn new(name: &str, age: i32) -> User {
+        User { id: None, name: name.to_owned(), fullname: None, age }
+    }
+}
+
+/// An address, referencing its user.
+#[derive(Mapped, Debug)]
+#[mapped(table = "addresses")]
+pub struct Address {
+    #[mapped(primary_key)]
+    pub id: Option<i64>,
+    #[mapped(foreign_key = "users.id")]
+    pub user_id: i64,
+    pub email: String,
+}
+
+/// A tag whose key is chosen by the application.
+#[derive(Mapped, Debug)]
+#[mapped(table = "tags")]
+pub struct Tag {
+    #[mapped(primary_key)]
+    pub name: String,
+    pub uses: i64,
+}
+
+/// A composite key.
+#[derive(Mapped, Debug)]
+#[mapped(table = "memberships", primary_key(group_id, user_id))]
+pub struct Membership {
+    pub group_id: i64,
+    pub user_id: i64,
+    pub role: String,
+}
+
+/// Creates every table of the models above.
+pub fn create_schema(engine: &Engine) {
+    Metadata::of::<(User, Address, Tag, Membership)>()
+        .create_all(engine)
+        .expect("create_all");
+}
