@@ -9,9 +9,11 @@ pub enum Error {
     Core(#[from] orm_core::error::Error),
     /// A flush failed; the database transaction was rolled back and nothing of the flush was
     /// written. The session requires [`rollback`](crate::Session::rollback) before further use.
-    #[error("flush failed and the transaction was rolled back: {cause}")]
+    #[error("flush of table `{table}` failed and the transaction was rolled back: {cause}")]
     Flush {
-        /// Why the statement failed (a constraint violation names the table and constraint).
+        /// The table whose statement failed.
+        table: &'static str,
+        /// Why the statement failed (a constraint violation names the constraint).
         cause: orm_core::error::Error,
     },
     /// A previous flush failed; `rollback()` must be called before the session is used again.

@@ -360,10 +360,7 @@ impl Core {
                 // as SQLAlchemy does, and the session waits for rollback().
                 let _ = conn.rollback();
                 self.tx = Tx::Failed(e.to_string());
-                Err(match e {
-                    Error::Core(cause) => Error::Flush { cause },
-                    other => other,
-                })
+                Err(e)
             }
         }
     }
