@@ -161,10 +161,17 @@ impl Error {
 
     pub(crate) fn from_postgres(e: postgres::Error) -> Self {
         let Some(db) = e.as_db_error() else {
-            if e.is_closed() || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()) {
-                return Error::ConnectionLost { source: Box::new(e) };
+            if e.is_closed()
+                || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>())
+            {
+                return Error::ConnectionLost {
+                    source: Box::new(e),
+                };
             }
-            return Error::Database { code: None, message: e.to_string() };
+            return Error::Database {
+                code: None,
+                message: e.to_string(),
+            };
         };
         use postgres::error::SqlState;
         let kind = match *db.code() {
@@ -202,7 +209,10 @@ impl Error {
     pub(crate) fn from_sqlite(e: rusqlite::Error) -> Self {
         use rusqlite::ffi;
         let rusqlite::Error::SqliteFailure(code, msg) = &e else {
-            return Error::Database { code: None, message: e.to_string() };
+            return Error::Database {
+                code: None,
+                message: e.to_string(),
+            };
         };
         let message = msg.clone().unwrap_or_else(|| code.to_string());
         let kind = match code.extended_code {
@@ -227,12 +237,23 @@ impl Error {
                 },
                 _ => (None, None, None),
             };
-            return Error::Constraint { kind, table, column, constraint, message };
+            return Error::Constraint {
+                kind,
+                table,
+                column,
+                constraint,
+                message,
+            };
         }
         if let Some(table) = message.strip_prefix("no such table: ") {
-            return Error::UndefinedTable { table: table.to_owned() };
+            return Error::UndefinedTable {
+                table: table.to_owned(),
+            };
         }
-        Error::Database { code: Some(format!("{:?}", code.code)), message }
+        Error::Database {
+            code: Some(format!("{:?}", code.code)),
+            message,
+        }
     }
 }
 

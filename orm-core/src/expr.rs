@@ -38,7 +38,11 @@ impl<T: Mapped, V: ColumnType> Column<T, V> {
     /// A column handle; used by generated code.
     #[doc(hidden)]
     pub const fn new(index: usize, get: fn(&T) -> &V, get_mut: fn(&mut T) -> &mut V) -> Self {
-        Column { index, get, get_mut }
+        Column {
+            index,
+            get,
+            get_mut,
+        }
     }
 
     /// The column's position in the table.
@@ -62,7 +66,10 @@ impl<T: Mapped, V: ColumnType> Column<T, V> {
     }
 
     pub(crate) fn expr(&self) -> Expr {
-        Expr::Column { table: T::TABLE.name, column: self.def().name }
+        Expr::Column {
+            table: T::TABLE.name,
+            column: self.def().name,
+        }
     }
 
     fn compare(self, op: BinOp, value: impl IntoValue<V>) -> Predicate<T> {
@@ -99,11 +106,17 @@ impl<T: Mapped, V: ColumnType> Column<T, V> {
     }
     /// Ascending order on this column.
     pub fn asc(self) -> Order<T> {
-        Order::new(OrderBy { expr: self.expr(), descending: false })
+        Order::new(OrderBy {
+            expr: self.expr(),
+            descending: false,
+        })
     }
     /// Descending order on this column.
     pub fn desc(self) -> Order<T> {
-        Order::new(OrderBy { expr: self.expr(), descending: true })
+        Order::new(OrderBy {
+            expr: self.expr(),
+            descending: true,
+        })
     }
 }
 
@@ -127,7 +140,10 @@ impl<T> fmt::Debug for Predicate<T> {
 
 impl<T> Predicate<T> {
     fn new(expr: Expr) -> Self {
-        Predicate { expr, _table: PhantomData }
+        Predicate {
+            expr,
+            _table: PhantomData,
+        }
     }
 
     /// Both conditions hold.
@@ -160,7 +176,10 @@ pub struct Order<T> {
 
 impl<T> Order<T> {
     fn new(order: OrderBy) -> Self {
-        Order { order, _table: PhantomData }
+        Order {
+            order,
+            _table: PhantomData,
+        }
     }
 
     /// The SQL ORDER BY term.

@@ -119,7 +119,9 @@ impl ColumnSet {
     /// Whether column `i` is in the set.
     #[inline]
     pub fn contains(&self, i: usize) -> bool {
-        self.words().get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+        self.words()
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
     /// Whether the set is empty.
@@ -138,7 +140,9 @@ impl ColumnSet {
     /// The column positions, ascending.
     pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
         self.words().iter().enumerate().flat_map(|(wi, &w)| {
-            (0..64).filter(move |b| w & (1 << b) != 0).map(move |b| wi * 64 + b)
+            (0..64)
+                .filter(move |b| w & (1 << b) != 0)
+                .map(move |b| wi * 64 + b)
         })
     }
 

@@ -122,20 +122,30 @@ impl Metadata {
 
     /// The tables, parents before the tables that reference them.
     pub fn sorted(&self) -> Vec<&'static Table> {
-        dependency_order(&self.tables).into_iter().map(|i| self.tables[i]).collect()
+        dependency_order(&self.tables)
+            .into_iter()
+            .map(|i| self.tables[i])
+            .collect()
     }
 
     /// Issues `CREATE TABLE IF NOT EXISTS` for every table, parents first, in one transaction.
     pub fn create_all(&self, engine: &Engine) -> Result<()> {
-        let statements: Vec<Statement> =
-            self.sorted().into_iter().map(Statement::CreateTable).collect();
+        let statements: Vec<Statement> = self
+            .sorted()
+            .into_iter()
+            .map(Statement::CreateTable)
+            .collect();
         engine.connection()?.run_in_transaction(&statements)
     }
 
     /// Issues `DROP TABLE IF EXISTS` for every table, children first, in one transaction.
     pub fn drop_all(&self, engine: &Engine) -> Result<()> {
-        let statements: Vec<Statement> =
-            self.sorted().into_iter().rev().map(Statement::DropTable).collect();
+        let statements: Vec<Statement> = self
+            .sorted()
+            .into_iter()
+            .rev()
+            .map(Statement::DropTable)
+            .collect();
         engine.connection()?.run_in_transaction(&statements)
     }
 }

@@ -35,7 +35,9 @@ impl ToSql for Value {
             Value::Text(s) if <&str as ToSql>::accepts(ty) => s.as_str().to_sql(ty, out),
             Value::Bytes(b) if *ty == Type::BYTEA => b.as_slice().to_sql(ty, out),
             Value::Array(_, items) => {
-                let Kind::Array(member) = ty.kind() else { return Err(mismatch(self, ty)) };
+                let Kind::Array(member) = ty.kind() else {
+                    return Err(mismatch(self, ty));
+                };
                 let dim = postgres_protocol::types::ArrayDimension {
                     len: i32::try_from(items.len())?,
                     lower_bound: 1,

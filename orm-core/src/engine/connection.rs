@@ -57,7 +57,9 @@ impl Drop for Inner {
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection").field("dialect", &self.dialect).finish_non_exhaustive()
+        f.debug_struct("Connection")
+            .field("dialect", &self.dialect)
+            .finish_non_exhaustive()
     }
 }
 
@@ -109,7 +111,9 @@ impl Inner {
         match &mut *self.conn {
             DriverConn::Postgres { client, statements } => {
                 let stmt = DriverConn::pg_statement(client, statements, sql)?;
-                let mut rows = client.query_raw(&stmt, params.iter()).map_err(Error::from_postgres)?;
+                let mut rows = client
+                    .query_raw(&stmt, params.iter())
+                    .map_err(Error::from_postgres)?;
                 while let Some(row) = rows.next().map_err(Error::from_postgres)? {
                     f(&Row::Postgres(&row))?;
                 }
@@ -132,7 +136,11 @@ impl Inner {
 impl Connection {
     pub(crate) fn new(conn: r2d2::PooledConnection<Manager>, dialect: Dialect, echo: bool) -> Self {
         Connection {
-            inner: Arc::new(Mutex::new(Inner { conn, in_transaction: false, echo })),
+            inner: Arc::new(Mutex::new(Inner {
+                conn,
+                in_transaction: false,
+                echo,
+            })),
             dialect,
         }
     }
@@ -189,7 +197,9 @@ impl Connection {
     pub fn begin(&self) -> Result<()> {
         let mut inner = self.inner.lock();
         if inner.in_transaction {
-            return Err(Error::Transaction("a transaction is already begun on this connection"));
+            return Err(Error::Transaction(
+                "a transaction is already begun on this connection",
+            ));
         }
         inner.control("BEGIN")?;
         inner.in_transaction = true;
@@ -200,7 +210,9 @@ impl Connection {
     pub fn commit(&self) -> Result<()> {
         let mut inner = self.inner.lock();
         if !inner.in_transaction {
-            return Err(Error::Transaction("no transaction is begun on this connection"));
+            return Err(Error::Transaction(
+                "no transaction is begun on this connection",
+            ));
         }
         inner.in_transaction = false;
         inner.control("COMMIT")

@@ -56,7 +56,9 @@ struct EngineInner {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("target", &self.inner.target).finish()
+        f.debug_struct("Engine")
+            .field("target", &self.inner.target)
+            .finish()
     }
 }
 
@@ -94,7 +96,8 @@ impl EngineBuilder {
         let dialect = target.dialect();
         let description = target.describe();
         let first = DriverConn::open(&target)?;
-        let anchor = matches!(target, Target::SqliteMemory(_)).then(|| parking_lot::Mutex::new(first));
+        let anchor =
+            matches!(target, Target::SqliteMemory(_)).then(|| parking_lot::Mutex::new(first));
         let pool = r2d2::Pool::builder()
             .max_size(self.pool_size)
             .min_idle(Some(0))
@@ -128,7 +131,12 @@ impl Engine {
     /// # Ok::<(), orm_core::error::Error>(())
     /// ```
     pub fn builder(url: &str) -> EngineBuilder {
-        EngineBuilder { url: url.to_owned(), pool_size: 10, timeout: Duration::from_secs(30), echo: false }
+        EngineBuilder {
+            url: url.to_owned(),
+            pool_size: 10,
+            timeout: Duration::from_secs(30),
+            echo: false,
+        }
     }
 
     /// A connection from the pool; it returns to the pool (rolled back) when the last clone

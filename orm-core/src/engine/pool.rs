@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 /// An open driver connection, with PostgreSQL's prepared-statement cache.
 pub(crate) enum DriverConn {
     Postgres {
-        client: postgres::Client,
+        /// Boxed: a client is far larger than a SQLite handle.
+        client: Box<postgres::Client>,
         /// Statements prepared on this connection, by SQL text: preparing costs a round trip.
         statements: HashMap<String, postgres::Statement>,
     },
@@ -26,9 +27,13 @@ impl DriverConn {
         };
         match target {
             Target::Postgres(config) => {
-                let client =
-                    config.connect(postgres::NoTls).map_err(|e| connect_err(Box::new(e)))?;
-                Ok(DriverConn::Postgres { client, statements: HashMap::new() })
+                let client = config
+                    .connect(postgres::NoTls)
+                    .map_err(|e| connect_err(Box::new(e)))?;
+                Ok(DriverConn::Postgres {
+                    client: Box::new(client),
+                    statements: HashMap::new(),
+                })
             }
             Target::SqliteFile(path) | Target::SqliteMemory(path) => {
                 use rusqlite::OpenFlags;
@@ -80,9 +85,10 @@ impl r2d2::ManageConnection for Manager {
 
     fn is_valid(&self, conn: &mut DriverConn) -> Result<()> {
         match conn {
-            DriverConn::Postgres { client, .. } => {
-                client.simple_query("").map(drop).map_err(Error::from_postgres)
-            }
+            DriverConn::Postgres { client, .. } => client
+                .simple_query("")
+                .map(drop)
+                .map_err(Error::from_postgres),
             DriverConn::Sqlite(c) => c.execute_batch("").map_err(Error::from_sqlite),
         }
     }

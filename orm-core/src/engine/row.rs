@@ -31,14 +31,20 @@ impl Row<'_> {
                     .get(idx)
                     .map(|c| c.type_().name().to_owned())
                     .unwrap_or_else(|| e.to_string());
-                DecodeError::WrongType { expected: std::any::type_name::<T>(), found }
+                DecodeError::WrongType {
+                    expected: std::any::type_name::<T>(),
+                    found,
+                }
             }),
             Row::Sqlite(row) => row.get::<_, Option<T>>(idx).map_err(|e| {
                 let found = match e {
                     rusqlite::Error::InvalidColumnType(_, _, ty) => ty.to_string(),
                     other => other.to_string(),
                 };
-                DecodeError::WrongType { expected: std::any::type_name::<T>(), found }
+                DecodeError::WrongType {
+                    expected: std::any::type_name::<T>(),
+                    found,
+                }
             }),
         }
     }

@@ -14,7 +14,10 @@ pub(crate) enum Target {
 
 impl Target {
     pub(crate) fn parse(url: &str) -> Result<Target> {
-        let invalid = |reason: &str| Error::InvalidUrl { url: redact(url), reason: reason.into() };
+        let invalid = |reason: &str| Error::InvalidUrl {
+            url: redact(url),
+            reason: reason.into(),
+        };
         if url == "sqlite::memory:" || url == "sqlite://:memory:" {
             use std::sync::atomic::{AtomicU64, Ordering};
             static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -24,17 +27,26 @@ impl Target {
             let name = format!("file:/orm-memory-{}-{n}?vfs=memdb", std::process::id());
             return Ok(Target::SqliteMemory(name));
         }
-        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
             if path.is_empty() {
-                return Err(invalid("a sqlite url needs a file path, or `sqlite::memory:`"));
+                return Err(invalid(
+                    "a sqlite url needs a file path, or `sqlite::memory:`",
+                ));
             }
             return Ok(Target::SqliteFile(path.to_owned()));
         }
         if url.starts_with("postgresql://") || url.starts_with("postgres://") {
-            let config: postgres::Config = url.parse().map_err(|e: postgres::Error| invalid(&e.to_string()))?;
+            let config: postgres::Config = url
+                .parse()
+                .map_err(|e: postgres::Error| invalid(&e.to_string()))?;
             return Ok(Target::Postgres(Box::new(config)));
         }
-        Err(invalid("expected a url starting with postgresql://, sqlite:// or sqlite::memory:"))
+        Err(invalid(
+            "expected a url starting with postgresql://, sqlite:// or sqlite::memory:",
+        ))
     }
 
     pub(crate) fn dialect(&self) -> Dialect {
@@ -56,7 +68,10 @@ impl Target {
                     None => "localhost".into(),
                 };
                 let port = c.get_ports().first().copied().unwrap_or(5432);
-                format!("postgresql://{host}:{port}/{}", c.get_dbname().unwrap_or(""))
+                format!(
+                    "postgresql://{host}:{port}/{}",
+                    c.get_dbname().unwrap_or("")
+                )
             }
             Target::SqliteFile(p) => format!("sqlite://{p}"),
             Target::SqliteMemory(_) => "sqlite::memory:".into(),

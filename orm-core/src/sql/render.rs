@@ -34,7 +34,11 @@ pub struct Rendered {
 /// assert_eq!(params, vec![Value::Text("ed'; --".into())]);
 /// ```
 pub fn render(dialect: Dialect, statement: Statement) -> Rendered {
-    let mut r = Renderer { dialect, sql: String::with_capacity(128), params: Vec::new() };
+    let mut r = Renderer {
+        dialect,
+        sql: String::with_capacity(128),
+        params: Vec::new(),
+    };
     match statement {
         Statement::Select(s) => r.select(&s),
         Statement::Insert(i) => r.insert(i),
@@ -46,12 +50,19 @@ pub fn render(dialect: Dialect, statement: Statement) -> Rendered {
             r.ident(t.name);
         }
     }
-    Rendered { sql: r.sql, params: r.params }
+    Rendered {
+        sql: r.sql,
+        params: r.params,
+    }
 }
 
 /// Renders one expression, appending to `sql` and `params`.
 pub fn expr_into(dialect: Dialect, e: &Expr, sql: &mut String, params: &mut Vec<Value>) {
-    let mut r = Renderer { dialect, sql: std::mem::take(sql), params: std::mem::take(params) };
+    let mut r = Renderer {
+        dialect,
+        sql: std::mem::take(sql),
+        params: std::mem::take(params),
+    };
     r.expr(e);
     *sql = r.sql;
     *params = r.params;
@@ -70,7 +81,8 @@ impl Renderer {
 
     fn param(&mut self, v: Value) {
         self.params.push(v);
-        self.dialect.placeholder_into(&mut self.sql, self.params.len());
+        self.dialect
+            .placeholder_into(&mut self.sql, self.params.len());
     }
 
     fn column_list(&mut self, table: &Table, columns: &[usize]) {
@@ -98,7 +110,11 @@ impl Renderer {
                 self.expr(right);
             }
             Expr::And(items) | Expr::Or(items) => {
-                let sep = if matches!(e, Expr::And(_)) { " AND " } else { " OR " };
+                let sep = if matches!(e, Expr::And(_)) {
+                    " AND "
+                } else {
+                    " OR "
+                };
                 self.sql.push('(');
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
@@ -149,7 +165,8 @@ impl Renderer {
         for (i, o) in terms.iter().enumerate() {
             self.sql.push_str(if i == 0 { " ORDER BY " } else { ", " });
             self.expr(&o.expr);
-            self.sql.push_str(if o.descending { " DESC" } else { " ASC" });
+            self.sql
+                .push_str(if o.descending { " DESC" } else { " ASC" });
         }
     }
 
@@ -345,7 +362,8 @@ impl Renderer {
             }
             self.ident(c.name);
             self.sql.push(' ');
-            self.sql.push_str(self.dialect.type_name(c.sql_type, c.generated));
+            self.sql
+                .push_str(self.dialect.type_name(c.sql_type, c.generated));
             if !c.nullable {
                 self.sql.push_str(" NOT NULL");
             }
