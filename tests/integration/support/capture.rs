@@ -2,15 +2,26 @@
 //!
 //! The engine logs every statement (including `BEGIN`, `COMMIT` and `ROLLBACK`) as a `tracing`
 //! event with target `orm::sql`, the SQL text as its message and the bound values in a
-//! `params` field. [`capture`] installs a subscriber for the current thread only
-//! (`tracing::subscriber::with_default`), so tests running in parallel never see each other's
-//! statements, and statements run on other threads are not captured.
+//! `params` field. [`capture`] collects the events of the current thread only, so tests
+//! running in parallel never see each other's statements, and statements run on other threads
+//! are not captured.
+//!
+//! How: one process-wide subscriber (a `tracing_subscriber` registry with a small layer) is
+//! installed as the global default on first use; its layer appends each `orm::sql` event to
+//! the innermost active capture buffer of the emitting thread (a thread-local stack). A
+//! global subscriber rather than a `with_default` per capture: `tracing` caches each
+//! callsite's interest process-wide, and a callsite first hit on a thread without a
+//! subscriber while another thread's scoped subscriber is the only one registered is cached
+//! as "never", silently losing that thread's statements. If another global default was set
+//! first, capture falls back to a scoped `with_default` subscriber.
 
+use std::cell::RefCell;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::OnceLock;
 
 use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
+use tracing::subscriber::Interest;
+use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
 /// The `tracing` target under which the engine logs statements.
@@ -25,6 +36,23 @@ pub struct SqlEvent {
     pub params: String,
     /// The level it was logged at: DEBUG, or INFO for an engine built with `echo(true)`.
     pub level: Level,
+}
+
+thread_local! {
+    /// The buffers of the captures active on this thread, innermost last.
+    static BUFFERS: RefCell<Vec<Vec<SqlEvent>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Whether the process-wide capture subscriber is the global default.
+static GLOBAL: OnceLock<bool> = OnceLock::new();
+
+/// Installs the process-wide capture subscriber (once); false when another global default
+/// was set first.
+pub fn install() -> bool {
+    *GLOBAL.get_or_init(|| {
+        let subscriber = tracing_subscriber::registry().with(CaptureLayer);
+        tracing::subscriber::set_global_default(subscriber).is_ok()
+    })
 }
 
 /// Runs `f` and returns its result with the SQL statements executed on this thread meanwhile.
@@ -45,12 +73,28 @@ pub fn capture<R>(f: impl FnOnce() -> R) -> (R, Vec<String>) {
 
 /// Like [`capture`], with the parameters and level of every statement.
 pub fn capture_events<R>(f: impl FnOnce() -> R) -> (R, Vec<SqlEvent>) {
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let subscriber = tracing_subscriber::registry().with(CaptureLayer {
-        events: Arc::clone(&events),
-    });
-    let r = tracing::subscriber::with_default(subscriber, f);
-    let events = std::mem::take(&mut *events.lock().unwrap_or_else(|p| p.into_inner()));
+    /// Pops this capture's buffer, also when `f` panics.
+    struct Active;
+    impl Drop for Active {
+        fn drop(&mut self) {
+            BUFFERS.with(|b| b.borrow_mut().pop());
+        }
+    }
+
+    let global = install();
+    // Recompute the cached interest of every callsite now that a subscriber wants `orm::sql`
+    // events: undoes a "never" cached by a registration that raced with the installation.
+    tracing::callsite::rebuild_interest_cache();
+    BUFFERS.with(|b| b.borrow_mut().push(Vec::new()));
+    let active = Active;
+    let r = if global {
+        f()
+    } else {
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(CaptureLayer), f)
+    };
+    let events =
+        BUFFERS.with(|b| std::mem::take(b.borrow_mut().last_mut().expect("this capture's buffer")));
+    drop(active);
     (r, events)
 }
 
@@ -105,27 +149,40 @@ pub fn with_prefix(statements: &[String], prefix: &str) -> Vec<String> {
         .collect()
 }
 
-struct CaptureLayer {
-    events: Arc<Mutex<Vec<SqlEvent>>>,
-}
+/// Appends `orm::sql` events to the innermost capture buffer of the emitting thread.
+struct CaptureLayer;
 
 impl<S: Subscriber> Layer<S> for CaptureLayer {
+    fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
+        if metadata.target() == SQL_TARGET {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
+
+    fn enabled(&self, metadata: &Metadata<'_>, _ctx: Context<'_, S>) -> bool {
+        metadata.target() == SQL_TARGET
+    }
+
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let meta = event.metadata();
         if meta.target() != SQL_TARGET {
             return;
         }
-        let mut visitor = Fields::default();
-        event.record(&mut visitor);
-        let captured = SqlEvent {
-            sql: visitor.message,
-            params: visitor.params.unwrap_or_else(|| "[]".to_owned()),
-            level: *meta.level(),
-        };
-        self.events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(captured);
+        BUFFERS.with(|buffers| {
+            let mut buffers = buffers.borrow_mut();
+            let Some(buffer) = buffers.last_mut() else {
+                return;
+            };
+            let mut visitor = Fields::default();
+            event.record(&mut visitor);
+            buffer.push(SqlEvent {
+                sql: visitor.message,
+                params: visitor.params.unwrap_or_else(|| "[]".to_owned()),
+                level: *meta.level(),
+            });
+        });
     }
 }
 

@@ -27,7 +27,9 @@
 //! # SQL capture
 //!
 //! [`capture`] returns the statements the engine ran on the current thread during a closure;
-//! [`without_transaction_control`], [`count_prefix`] and [`with_prefix`] filter them.
+//! [`without_transaction_control`], [`count_prefix`] and [`with_prefix`] filter them. The
+//! harness installs a process-wide `tracing` subscriber for this (see [`capture`]'s module):
+//! don't set another global default in tests; a scoped `with_default` is fine.
 #![allow(dead_code)] // Helpers for the other test modules; not all are used by every one.
 
 mod capture;
@@ -88,6 +90,7 @@ impl TestDb {
 
     /// A new SQLite database in a temporary file.
     pub fn sqlite() -> TestDb {
+        capture::install();
         let path = std::env::temp_dir().join(format!("orm_test_{}.db", unique_suffix()));
         let url = format!("sqlite://{}", path.display());
         let engine = Engine::connect(&url)
@@ -102,6 +105,7 @@ impl TestDb {
 
     /// A new schema on the test PostgreSQL server, which is the search path of the engine.
     pub fn postgres() -> TestDb {
+        capture::install();
         let server = pg::server();
         let schema = format!("orm_test_{}", unique_suffix());
         let mut admin = admin_client(&server.url).unwrap_or_else(|e| {
