@@ -42,8 +42,8 @@ pub use orm_core::schema::{ColumnDef, ForeignKey, Metadata, Table};
 pub use orm_core::value::{ColumnType, IntoValue, SqlType, Value};
 pub use orm_derive::Mapped;
 pub use orm_session::{
-    sessionmaker, Bind, Error, FromSession, Info, Obj, ObjRef, ObjectState, Query, Result,
-    Session, SessionMaker, SessionMakerBuilder, SessionOptions,
+    sessionmaker, Bind, Error, FromSession, Info, Obj, ObjRef, ObjectState, Query, Result, Session,
+    SessionMaker, SessionMakerBuilder, SessionOptions,
 };
 
 /// The core crate's error type (engine, dialects, decoding).
@@ -52,8 +52,7 @@ pub type CoreError = orm_core::error::Error;
 /// Everything a typical user of the ORM needs: `use orm::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        sessionmaker, Connection, Engine, Mapped, Metadata, Obj, ObjectState, Session,
-        SessionMaker,
+        sessionmaker, Connection, Engine, Mapped, Metadata, Obj, ObjectState, Session, SessionMaker,
     };
 }
 
@@ -69,12 +68,35 @@ pub mod __private {
 
     /// Reads column `idx` of `row` into a field, naming the column on failure.
     #[inline]
-    pub fn decode<V: ColumnType>(row: &Row<'_>, idx: usize, table: &Table, column: usize) -> Result<V> {
+    pub fn decode<V: ColumnType>(
+        row: &Row<'_>,
+        idx: usize,
+        table: &Table,
+        column: usize,
+    ) -> Result<V> {
         V::decode(row, idx).map_err(|source| Error::Decode {
             table: table.name.to_owned(),
             column: table.columns[column].name.to_owned(),
             source,
         })
+    }
+
+    /// Names column `column` of `table` in an error from `ColumnType::decode`.
+    ///
+    /// Generated `from_row` calls `<Ty as ColumnType>::decode` itself rather than
+    /// [`decode`]: rustc then reports an unsupported field type once, with the same
+    /// diagnostic as the table metadata, instead of once more as a bound of `decode`.
+    #[cold]
+    pub fn decode_error(
+        table: &Table,
+        column: usize,
+        source: orm_core::error::DecodeError,
+    ) -> Error {
+        Error::Decode {
+            table: table.name.to_owned(),
+            column: table.columns[column].name.to_owned(),
+            source,
+        }
     }
 
     /// Converts a generated key read back at flush into the key field's type.
@@ -122,14 +144,20 @@ pub mod __doc {
     impl User {
         /// A new, unsaved user.
         pub fn new(name: &str, age: i32) -> User {
-            User { id: None, name: name.to_owned(), age }
+            User {
+                id: None,
+                name: name.to_owned(),
+                age,
+            }
         }
     }
 
     /// An engine with the `users` table, and a factory bound to it.
     pub fn setup() -> (Engine, SessionMaker) {
         let engine = Engine::connect("sqlite::memory:").expect("in-memory sqlite");
-        Metadata::of::<(User,)>().create_all(&engine).expect("create users");
+        Metadata::of::<(User,)>()
+            .create_all(&engine)
+            .expect("create users");
         let factory = sessionmaker().bind(engine.clone()).build();
         (engine, factory)
     }
