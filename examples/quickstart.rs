@@ -51,9 +51,24 @@ fn main() -> Result<(), orm::Error> {
     // A unit of work: commit on Ok, rollback on Err, always close.
     factory.begin(|s| {
         s.add_all([
-            User { id: None, name: "ed".into(), fullname: Some("Ed Jones".into()), age: 31 },
-            User { id: None, name: "wendy".into(), fullname: None, age: 17 },
-            User { id: None, name: "mary".into(), fullname: Some("Mary Contrary".into()), age: 12 },
+            User {
+                id: None,
+                name: "ed".into(),
+                fullname: Some("Ed Jones".into()),
+                age: 31,
+            },
+            User {
+                id: None,
+                name: "wendy".into(),
+                fullname: None,
+                age: 17,
+            },
+            User {
+                id: None,
+                name: "mary".into(),
+                fullname: Some("Mary Contrary".into()),
+                age: 12,
+            },
         ])?;
         Ok(())
     })?;
@@ -69,7 +84,11 @@ fn main() -> Result<(), orm::Error> {
 
     // Change tracking: the UPDATE carries only `age`.
     ed.set(User::age, 32)?;
-    session.add(Address { id: None, user_id: id, email: "ed@example.com".into() })?;
+    session.add(Address {
+        id: None,
+        user_id: id,
+        email: "ed@example.com".into(),
+    })?;
     let young = session
         .query::<User>()
         .filter(User::age.lt(18))
@@ -81,11 +100,19 @@ fn main() -> Result<(), orm::Error> {
     let mary = young.last().expect("mary is young").clone();
     session.delete(&mary)?;
     session.commit()?;
-    println!("after commit: mary is {:?}, ed is expired: {}", mary.state(), ed.is_expired());
+    println!(
+        "after commit: mary is {:?}, ed is expired: {}",
+        mary.state(),
+        ed.is_expired()
+    );
     println!("ed is now {} (reloaded)", ed.read()?.age);
 
     // A failed flush leaves the database untouched; the session asks for a rollback.
-    session.add(Address { id: None, user_id: 999_999, email: "nobody@example.com".into() })?;
+    session.add(Address {
+        id: None,
+        user_id: 999_999,
+        email: "nobody@example.com".into(),
+    })?;
     match session.commit() {
         Err(e) => {
             println!("refused: {e}");
@@ -95,7 +122,10 @@ fn main() -> Result<(), orm::Error> {
     }
 
     let users = session.query::<User>().order_by(User::name).all()?;
-    let names: Vec<String> = users.iter().map(|u| u.read().map(|u| u.name.clone())).collect::<Result<_, _>>()?;
+    let names: Vec<String> = users
+        .iter()
+        .map(|u| u.read().map(|u| u.name.clone()))
+        .collect::<Result<_, _>>()?;
     println!("users now: {names:?}");
     session.close()?;
     Ok(())

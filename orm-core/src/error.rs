@@ -180,7 +180,8 @@ impl Error {
             SqlState::NOT_NULL_VIOLATION => Some(ConstraintKind::NotNull),
             SqlState::CHECK_VIOLATION => Some(ConstraintKind::Check),
             SqlState::UNDEFINED_TABLE => {
-                let table = quoted_name(db.message()).unwrap_or_else(|| db.message().to_owned());
+                let table =
+                    undefined_relation(db.message()).unwrap_or_else(|| db.message().to_owned());
                 return Error::UndefinedTable { table };
             }
             _ => None,
@@ -257,11 +258,12 @@ impl Error {
     }
 }
 
-/// The first `"quoted"` name in a PostgreSQL message.
-fn quoted_name(message: &str) -> Option<String> {
-    let start = message.find('"')? + 1;
-    let len = message[start..].find('"')?;
-    Some(message[start..start + len].to_owned())
+/// The table in PostgreSQL's `relation "name" does not exist` (the name may itself hold
+/// quotes, so it is what lies between the fixed prefix and suffix).
+fn undefined_relation(message: &str) -> Option<String> {
+    let start = message.find("relation \"")? + "relation \"".len();
+    let end = message.rfind("\" does not exist")?;
+    (end >= start).then(|| message[start..end].to_owned())
 }
 
 /// The column named in a PostgreSQL detail such as `Key (name)=(ed) already exists.`

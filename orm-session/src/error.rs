@@ -24,7 +24,9 @@ pub enum Error {
     },
     /// An UPDATE or DELETE matched a different number of rows than expected: the row was
     /// changed or deleted by someone else.
-    #[error("{statement} on table `{table}` expected to match {expected} row(s) but matched {matched}")]
+    #[error(
+        "{statement} on table `{table}` expected to match {expected} row(s) but matched {matched}"
+    )]
     StaleData {
         /// The table.
         table: &'static str,

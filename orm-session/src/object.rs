@@ -68,7 +68,9 @@ pub(crate) struct ObjData<T> {
 
 impl<T> ObjData<T> {
     pub(crate) fn attached(&self) -> Option<&Arc<SessionLink>> {
-        self.link.as_ref().filter(|l| !l.detached.load(Ordering::Acquire))
+        self.link
+            .as_ref()
+            .filter(|l| !l.detached.load(Ordering::Acquire))
     }
 
     pub(crate) fn is_expired(&self) -> bool {
@@ -119,7 +121,9 @@ pub struct Obj<T> {
 
 impl<T> Clone for Obj<T> {
     fn clone(&self) -> Self {
-        Obj { inner: self.inner.clone() }
+        Obj {
+            inner: self.inner.clone(),
+        }
     }
 }
 
@@ -174,7 +178,9 @@ impl<T: Mapped> Obj<T> {
     }
 
     pub(crate) fn with_data(data: ObjData<T>) -> Self {
-        Obj { inner: Arc::new(RwLock::new(data)) }
+        Obj {
+            inner: Arc::new(RwLock::new(data)),
+        }
     }
 
     /// Whether two handles are the same object.
@@ -214,24 +220,30 @@ impl<T: Mapped> Obj<T> {
     }
 
     pub(crate) fn write(&self) -> Result<RwLockWriteGuard<'_, ObjData<T>>> {
-        self.inner.try_write().ok_or(Error::Borrowed { table: T::TABLE.name })
+        self.inner.try_write().ok_or(Error::Borrowed {
+            table: T::TABLE.name,
+        })
     }
 
     /// Locks the object for session bookkeeping. Session operations run on the session's
     /// thread; a guard from [`Obj::read`] held across a session call would deadlock, so this
     /// panics with a clear message instead of waiting forever.
     pub(crate) fn lock_data(&self) -> RwLockWriteGuard<'_, ObjData<T>> {
-        self.inner.try_write_for(std::time::Duration::from_secs(5)).unwrap_or_else(|| {
-            panic!(
-                "object of table `{}` stayed borrowed during a session operation: \
+        self.inner
+            .try_write_for(std::time::Duration::from_secs(5))
+            .unwrap_or_else(|| {
+                panic!(
+                    "object of table `{}` stayed borrowed during a session operation: \
                  drop guards from Obj::read before calling the session",
-                T::TABLE.name
-            )
-        })
+                    T::TABLE.name
+                )
+            })
     }
 
     pub(crate) fn read_data(&self) -> Result<RwLockReadGuard<'_, ObjData<T>>> {
-        self.inner.try_read().ok_or(Error::Borrowed { table: T::TABLE.name })
+        self.inner.try_read().ok_or(Error::Borrowed {
+            table: T::TABLE.name,
+        })
     }
 
     /// Reads the object's row, loading it first if it is expired.
@@ -258,7 +270,9 @@ impl<T: Mapped> Obj<T> {
             return Ok(());
         }
         if d.identity && T::TABLE.primary_key.contains(&column.index()) {
-            return Err(Error::PrimaryKeyChanged { table: T::TABLE.name });
+            return Err(Error::PrimaryKeyChanged {
+                table: T::TABLE.name,
+            });
         }
         *column.get_mut(&mut d.value) = value;
         let mut changed = ColumnSet::default();
@@ -280,7 +294,9 @@ impl<T: Mapped> Obj<T> {
         }
         if d.identity && T::TABLE.primary_key.iter().any(|&c| changed.contains(c)) {
             d.value = before;
-            return Err(Error::PrimaryKeyChanged { table: T::TABLE.name });
+            return Err(Error::PrimaryKeyChanged {
+                table: T::TABLE.name,
+            });
         }
         self.record(d, &changed)?;
         Ok(r)
@@ -313,7 +329,9 @@ impl<T: Mapped> Obj<T> {
         };
         let shared = link
             .and_then(|l| l.shared.upgrade())
-            .ok_or(Error::DetachedInstance { table: T::TABLE.name })?;
+            .ok_or(Error::DetachedInstance {
+                table: T::TABLE.name,
+            })?;
         shared.refresh(self)
     }
 }

@@ -40,7 +40,13 @@ impl<'s, T: Mapped> Query<'s, T> {
     pub(crate) fn new(session: &'s mut Session) -> Self {
         Query {
             session,
-            select: Select { table: T::TABLE, filter: None, order_by: Vec::new(), limit: None, offset: None },
+            select: Select {
+                table: T::TABLE,
+                filter: None,
+                order_by: Vec::new(),
+                limit: None,
+                offset: None,
+            },
             _table: std::marker::PhantomData,
         }
     }
@@ -91,7 +97,9 @@ impl<'s, T: Mapped> Query<'s, T> {
 
     /// Exactly one object: errors when there are none or several.
     pub fn one(self) -> Result<Obj<T>> {
-        self.one_or_none()?.ok_or(Error::NoResultFound { table: T::TABLE.name })
+        self.one_or_none()?.ok_or(Error::NoResultFound {
+            table: T::TABLE.name,
+        })
     }
 
     /// One object or `None`: errors when there are several.
@@ -99,7 +107,9 @@ impl<'s, T: Mapped> Query<'s, T> {
         self.select.limit = Some(2);
         let mut rows = self.session.load(self.select)?;
         if rows.len() > 1 {
-            return Err(Error::MultipleResultsFound { table: T::TABLE.name });
+            return Err(Error::MultipleResultsFound {
+                table: T::TABLE.name,
+            });
         }
         Ok(rows.pop())
     }

@@ -41,7 +41,9 @@ impl Shared {
 enum Tx {
     None,
     /// `owned`: the session began it (else it joined a transaction begun on its Connection).
-    Active { owned: bool },
+    Active {
+        owned: bool,
+    },
     /// A flush failed and the database transaction was rolled back; `rollback()` is required.
     Failed(String),
 }
@@ -100,7 +102,10 @@ impl Session {
                 by_type: HashMap::new(),
             }),
         });
-        Session { shared, _not_sync: PhantomData }
+        Session {
+            shared,
+            _not_sync: PhantomData,
+        }
     }
 
     fn core(&self) -> parking_lot::MutexGuard<'_, Core> {
@@ -268,7 +273,10 @@ fn key_filter<T: Mapped>(key: &T::Key) -> Expr {
         .zip(key.values())
         .map(|(&c, v)| Expr::Binary {
             op: BinOp::Eq,
-            left: Box::new(Expr::Column { table: t.name, column: t.columns[c].name }),
+            left: Box::new(Expr::Column {
+                table: t.name,
+                column: t.columns[c].name,
+            }),
             right: Box::new(Expr::Param(v)),
         })
         .collect();
@@ -285,16 +293,22 @@ impl Core {
             Some(&i) => i,
             None => {
                 self.stores.push(Box::new(Store::<T>::default()));
-                self.by_type.insert(TypeId::of::<T>(), self.stores.len() - 1);
+                self.by_type
+                    .insert(TypeId::of::<T>(), self.stores.len() - 1);
                 self.stores.len() - 1
             }
         };
-        self.stores[i].as_any().downcast_mut().expect("store of the right type")
+        self.stores[i]
+            .as_any()
+            .downcast_mut()
+            .expect("store of the right type")
     }
 
     fn check_usable(&self) -> Result<()> {
         match &self.tx {
-            Tx::Failed(cause) => Err(Error::PendingRollback { cause: cause.clone() }),
+            Tx::Failed(cause) => Err(Error::PendingRollback {
+                cause: cause.clone(),
+            }),
             _ => Ok(()),
         }
     }
@@ -332,7 +346,10 @@ impl Core {
             }
             self.begin_tx()?;
         }
-        Ok(self.conn.clone().expect("an active transaction has a connection"))
+        Ok(self
+            .conn
+            .clone()
+            .expect("an active transaction has a connection"))
     }
 
     fn autoflush(&mut self) -> Result<()> {
@@ -378,7 +395,10 @@ impl Core {
     fn commit(&mut self) -> Result<()> {
         self.flush()?;
         if let Tx::Active { owned } = self.tx {
-            let conn = self.conn.clone().expect("active transaction has a connection");
+            let conn = self
+                .conn
+                .clone()
+                .expect("active transaction has a connection");
             self.tx = Tx::None;
             if owned {
                 if let Err(e) = conn.commit() {
@@ -459,7 +479,10 @@ impl Core {
         let store = self.store::<T>();
         if store.identity.contains_key(&key) {
             d.link = None;
-            return Err(Error::IdentityConflict { table: T::TABLE.name, key: format!("{key:?}") });
+            return Err(Error::IdentityConflict {
+                table: T::TABLE.name,
+                key: format!("{key:?}"),
+            });
         }
         d.status = Status::Persistent;
         let queue = !d.changed.is_empty();
@@ -476,7 +499,9 @@ impl Core {
         let state = obj.state();
         match state {
             ObjectState::Transient | ObjectState::Pending => {
-                return Err(Error::NotPersisted { table: T::TABLE.name })
+                return Err(Error::NotPersisted {
+                    table: T::TABLE.name,
+                })
             }
             ObjectState::Detached => self.add(obj)?,
             ObjectState::Deleted => return Ok(()),
@@ -484,7 +509,9 @@ impl Core {
         }
         let mut d = obj.lock_data();
         if d.attached().map(|l| l.session_id) != Some(self.id) {
-            return Err(Error::NotInSession { table: T::TABLE.name });
+            return Err(Error::NotInSession {
+                table: T::TABLE.name,
+            });
         }
         if d.status == Status::Persistent {
             d.status = Status::MarkedDeleted;
@@ -498,7 +525,9 @@ impl Core {
         let (key, identity) = {
             let mut d = obj.lock_data();
             if d.attached().map(|l| l.session_id) != Some(self.id) {
-                return Err(Error::NotInSession { table: T::TABLE.name });
+                return Err(Error::NotInSession {
+                    table: T::TABLE.name,
+                });
             }
             d.expired = d.is_expired();
             d.link = None;
@@ -552,7 +581,9 @@ impl Core {
             if !d.is_expired() {
                 return Ok(());
             }
-            d.value.key().ok_or(Error::NotPersisted { table: T::TABLE.name })?
+            d.value.key().ok_or(Error::NotPersisted {
+                table: T::TABLE.name,
+            })?
         };
         let found = self.load::<T>(Select {
             table: T::TABLE,
@@ -562,7 +593,10 @@ impl Core {
             offset: None,
         })?;
         if found.is_empty() {
-            return Err(Error::ObjectDeleted { table: T::TABLE.name, key: format!("{key:?}") });
+            return Err(Error::ObjectDeleted {
+                table: T::TABLE.name,
+                key: format!("{key:?}"),
+            });
         }
         if obj.is_expired() {
             // Not the object the identity map holds for this key: refresh it directly.

@@ -75,7 +75,8 @@ impl Info {
 
     /// Copies every entry of `other` into `self` (entries of `other` win).
     pub fn merge(&mut self, other: &Info) {
-        self.0.extend(other.0.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.0
+            .extend(other.0.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
 
     /// Number of entries.
@@ -218,7 +219,10 @@ impl FromSession for Session {
 /// # Ok::<(), orm_session::Error>(())
 /// ```
 pub fn sessionmaker() -> SessionMakerBuilder<Session> {
-    SessionMakerBuilder { options: SessionOptions::default(), _class: PhantomData }
+    SessionMakerBuilder {
+        options: SessionOptions::default(),
+        _class: PhantomData,
+    }
 }
 
 /// The typed builder returned by [`sessionmaker`].
@@ -256,11 +260,17 @@ impl<S: FromSession> SessionMakerBuilder<S> {
     }
     /// Produces sessions of type `C` instead (SQLAlchemy's `class_`).
     pub fn class<C: FromSession>(self) -> SessionMakerBuilder<C> {
-        SessionMakerBuilder { options: self.options, _class: PhantomData }
+        SessionMakerBuilder {
+            options: self.options,
+            _class: PhantomData,
+        }
     }
     /// The factory.
     pub fn build(self) -> SessionMaker<S> {
-        SessionMaker { options: RwLock::new(self.options), _class: PhantomData }
+        SessionMaker {
+            options: RwLock::new(self.options),
+            _class: PhantomData,
+        }
     }
 }
 
@@ -274,7 +284,9 @@ pub struct SessionMaker<S = Session> {
 
 impl<S> fmt::Debug for SessionMaker<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionMaker").field("options", &*self.options.read()).finish()
+        f.debug_struct("SessionMaker")
+            .field("options", &*self.options.read())
+            .finish()
     }
 }
 

@@ -670,8 +670,6 @@ fn bad_urls_are_invalid_url_errors() {
 }
 
 #[test]
-#[ignore = "orm-core bug: InvalidUrl keeps the password when the url crate cannot parse the URL \
-            (engine/url.rs `redact` returns it unchanged)"]
 fn invalid_url_errors_hide_the_password() {
     let url = "postgresql://user:s3cr3t-pw@127.0.0.1:notaport/db";
     let e = Engine::connect(url).expect_err("an invalid port");
@@ -736,8 +734,6 @@ fn missing_table_is_undefined_table_naming_it() {
 }
 
 #[test]
-#[ignore = "orm-core bug: on PostgreSQL, UndefinedTable.table is cut at the first embedded quote \
-            (error.rs `quoted_name` takes the text up to the next `\"`): `odd ` instead of `odd \"name\"; -- table`"]
 fn missing_table_with_quotes_in_its_name_is_named_exactly() {
     for_each_db(|db| {
         match count_rows(&db.engine(), ODD.name) {

@@ -15,7 +15,12 @@ pub struct User {
 
 impl User {
     pub fn new(name: &str, age: i32) -> User {
-        User { id: None, name: name.to_owned(), fullname: None, age }
+        User {
+            id: None,
+            name: name.to_owned(),
+            fullname: None,
+            age,
+        }
     }
 }
 

@@ -7,8 +7,7 @@ use orm::{ConstraintKind, CoreError, Error};
 
 use crate::models::{create_schema, Address, Membership, Tag, User};
 use crate::support::{
-    capture, count_prefix, count_rows, for_each_db, query_i64, without_transaction_control,
-    TestDb, TestResult,
+    capture, count_prefix, count_rows, for_each_db, query_i64, without_transaction_control, TestDb,
 };
 
 fn factory(db: &TestDb) -> SessionMaker {
@@ -73,7 +72,10 @@ fn large_insert_is_chunked_under_the_parameter_limit_and_keys_match_rows() {
         let conn = db.engine().connection()?;
         let mut by_id = std::collections::HashMap::new();
         conn.query("SELECT id, age FROM users", &[], |r| {
-            by_id.insert(r.get::<i64>(0).unwrap().unwrap(), r.get::<i32>(1).unwrap().unwrap());
+            by_id.insert(
+                r.get::<i64>(0).unwrap().unwrap(),
+                r.get::<i32>(1).unwrap().unwrap(),
+            );
             Ok(())
         })?;
         for (i, u) in users.iter().enumerate() {
@@ -92,7 +94,11 @@ fn flush_orders_parents_before_children_whatever_the_add_order() {
         s.commit()?;
         let ed_id = ed.identity_key().unwrap();
         // The child is added first; the parent table must still be written first.
-        s.add(Address { id: None, user_id: ed_id, email: "ed@example.com".into() })?;
+        s.add(Address {
+            id: None,
+            user_id: ed_id,
+            email: "ed@example.com".into(),
+        })?;
         s.add(User::new("wendy", 25))?;
         let ((), sql) = capture(|| s.flush().expect("flush"));
         let sql = without_transaction_control(&sql);
@@ -106,7 +112,10 @@ fn flush_orders_parents_before_children_whatever_the_add_order() {
 #[test]
 fn get_of_a_loaded_key_issues_no_sql_and_returns_the_same_object() {
     for_each_db(|db| {
-        let f = sessionmaker().bind(db.engine()).expire_on_commit(false).build();
+        let f = sessionmaker()
+            .bind(db.engine())
+            .expire_on_commit(false)
+            .build();
         create_schema(&db.engine());
         let mut s = f.session();
         let ed = s.add(User::new("ed", 30))?;
@@ -162,18 +171,42 @@ fn update_sends_only_changed_columns_batched_by_column_set() {
         let ((), sql) = capture(|| s.flush().expect("flush"));
         let updates: Vec<&String> = sql.iter().filter(|q| q.starts_with("UPDATE")).collect();
         let age_updates: Vec<_> = updates.iter().filter(|q| q.contains("\"age\"")).collect();
-        let name_updates: Vec<_> = updates.iter().filter(|q| q.contains("\"fullname\"")).collect();
-        assert!(updates.iter().all(|q| !q.contains("\"name\"")), "unchanged columns are not sent: {updates:?}");
+        let name_updates: Vec<_> = updates
+            .iter()
+            .filter(|q| q.contains("\"fullname\""))
+            .collect();
+        assert!(
+            updates.iter().all(|q| !q.contains("\"name\"")),
+            "unchanged columns are not sent: {updates:?}"
+        );
         assert!(age_updates.iter().all(|q| !q.contains("\"fullname\"")));
         if db.is_postgres() {
-            assert_eq!((age_updates.len(), name_updates.len()), (1, 1), "{updates:?}");
+            assert_eq!(
+                (age_updates.len(), name_updates.len()),
+                (1, 1),
+                "{updates:?}"
+            );
         } else {
-            assert_eq!((age_updates.len(), name_updates.len()), (3, 1), "{updates:?}");
+            assert_eq!(
+                (age_updates.len(), name_updates.len()),
+                (3, 1),
+                "{updates:?}"
+            );
         }
         s.commit()?;
         let conn = db.engine().connection()?;
-        assert_eq!(query_i64(&conn, "SELECT count(*) FROM users WHERE age = 11", &[])?, 3);
-        assert_eq!(query_i64(&conn, "SELECT count(*) FROM users WHERE fullname = 'Full Name'", &[])?, 1);
+        assert_eq!(
+            query_i64(&conn, "SELECT count(*) FROM users WHERE age = 11", &[])?,
+            3
+        );
+        assert_eq!(
+            query_i64(
+                &conn,
+                "SELECT count(*) FROM users WHERE fullname = 'Full Name'",
+                &[]
+            )?,
+            1
+        );
         // Nothing changed: nothing to flush.
         let ((), sql) = capture(|| s.flush().expect("flush"));
         assert!(sql.is_empty(), "{sql:?}");
@@ -190,7 +223,11 @@ fn delete_is_batched_and_moves_objects_through_deleted_to_detached() {
         s.commit()?;
         for u in &users {
             s.delete(u)?;
-            assert_eq!(u.state(), ObjectState::Persistent, "marked, not yet flushed");
+            assert_eq!(
+                u.state(),
+                ObjectState::Persistent,
+                "marked, not yet flushed"
+            );
         }
         let ((), sql) = capture(|| s.flush().expect("flush"));
         assert_eq!(count_prefix(&sql, "DELETE"), 1, "{sql:?}");
@@ -254,7 +291,11 @@ fn the_five_states() {
         assert_eq!(u.state(), ObjectState::Detached);
         let other = s.add(User::new("wendy", 20))?;
         s.close()?;
-        assert_eq!(other.state(), ObjectState::Transient, "pending objects are expunged by close");
+        assert_eq!(
+            other.state(),
+            ObjectState::Transient,
+            "pending objects are expunged by close"
+        );
         Ok(())
     });
 }
@@ -287,7 +328,10 @@ fn expire_on_commit_reloads_what_another_connection_committed() {
 fn without_expire_on_commit_values_stay_readable_after_commit_and_close() {
     for_each_db(|db| {
         create_schema(&db.engine());
-        let f = sessionmaker().bind(db.engine()).expire_on_commit(false).build();
+        let f = sessionmaker()
+            .bind(db.engine())
+            .expire_on_commit(false)
+            .build();
         let mut s = f.session();
         let ed = s.add(User::new("ed", 30))?;
         s.commit()?;
@@ -308,7 +352,10 @@ fn expired_detached_objects_refuse_to_read() {
         let ed = s.add(User::new("ed", 30))?;
         s.commit()?;
         s.close()?;
-        assert!(matches!(ed.read(), Err(Error::DetachedInstance { table: "users" })));
+        assert!(matches!(
+            ed.read(),
+            Err(Error::DetachedInstance { table: "users" })
+        ));
         // Re-attaching it makes it loadable again.
         s.add(&ed)?;
         assert_eq!(ed.read()?.name, "ed");
@@ -321,15 +368,27 @@ fn failed_flush_leaves_the_database_untouched_and_requires_rollback() {
     for_each_db(|db| {
         let f = factory(db);
         let mut s = f.session();
-        s.add(Tag { name: "a".into(), uses: 1 })?;
+        s.add(Tag {
+            name: "a".into(),
+            uses: 1,
+        })?;
         s.commit()?;
 
         let users = s.add_all([User::new("x", 1), User::new("y", 2)])?;
-        let b = s.add(Tag { name: "b".into(), uses: 1 })?;
-        let dup = s.add(Tag { name: "a".into(), uses: 2 })?;
+        let b = s.add(Tag {
+            name: "b".into(),
+            uses: 1,
+        })?;
+        let dup = s.add(Tag {
+            name: "a".into(),
+            uses: 2,
+        })?;
         let err = s.flush().expect_err("duplicate key");
         match &err {
-            Error::Flush { table, cause: CoreError::Constraint { kind, .. } } => {
+            Error::Flush {
+                table,
+                cause: CoreError::Constraint { kind, .. },
+            } => {
                 assert_eq!(*kind, ConstraintKind::Unique);
                 assert_eq!(*table, "tags", "{err}");
                 assert!(err.to_string().contains("tags"), "{err}");
@@ -347,7 +406,10 @@ fn failed_flush_leaves_the_database_untouched_and_requires_rollback() {
         assert_eq!(dup.state(), ObjectState::Pending);
         // The session refuses work until rollback().
         assert!(matches!(s.commit(), Err(Error::PendingRollback { .. })));
-        assert!(matches!(s.query::<User>().all(), Err(Error::PendingRollback { .. })));
+        assert!(matches!(
+            s.query::<User>().all(),
+            Err(Error::PendingRollback { .. })
+        ));
         s.rollback()?;
         assert_eq!(dup.state(), ObjectState::Transient);
         // Fix the object and add everything again.
@@ -377,11 +439,23 @@ fn rollback_expunges_new_restores_deleted_and_expires_the_rest() {
         assert_eq!(doomed.state(), ObjectState::Deleted);
         s.rollback()?;
         assert_eq!(fresh.state(), ObjectState::Transient);
-        assert_eq!(fresh.read()?.name, "fresh", "attributes of expunged objects are kept");
-        assert_eq!(fresh.read()?.id, None, "a rolled-back generated key is cleared");
+        assert_eq!(
+            fresh.read()?.name,
+            "fresh",
+            "attributes of expunged objects are kept"
+        );
+        assert_eq!(
+            fresh.read()?.id,
+            None,
+            "a rolled-back generated key is cleared"
+        );
         assert_eq!(doomed.state(), ObjectState::Persistent);
         assert!(kept.is_expired());
-        assert_eq!(kept.read()?.age, 1, "the change was rolled back and is reloaded");
+        assert_eq!(
+            kept.read()?.age,
+            1,
+            "the change was rolled back and is reloaded"
+        );
         assert_eq!(count_rows(&db.engine(), "users")?, 2);
         Ok(())
     });
@@ -391,14 +465,21 @@ fn rollback_expunges_new_restores_deleted_and_expires_the_rest() {
 fn dropping_or_closing_a_session_rolls_back_and_returns_its_connection() {
     for_each_db(|db| {
         create_schema(&db.engine());
-        let engine = Engine::builder(db.url()).pool_size(1).timeout(Duration::from_secs(2)).connect()?;
+        let engine = Engine::builder(db.url())
+            .pool_size(1)
+            .timeout(Duration::from_secs(2))
+            .connect()?;
         let f = sessionmaker().bind(engine.clone()).build();
         {
             let mut s = f.session();
             s.add(User::new("never", 1))?;
             s.flush()?;
         } // dropped without commit
-        assert_eq!(count_rows(&engine, "users")?, 0, "the one pooled connection is free again");
+        assert_eq!(
+            count_rows(&engine, "users")?,
+            0,
+            "the one pooled connection is free again"
+        );
         let mut s = f.session();
         s.add(User::new("never", 1))?;
         s.flush()?;
@@ -420,7 +501,11 @@ fn an_object_belongs_to_one_session_at_a_time() {
         let mut b = f.session();
         let u = a.add(User::new("ed", 1))?;
         match b.add(&u) {
-            Err(Error::AttachedElsewhere { table: "users", other, this }) => {
+            Err(Error::AttachedElsewhere {
+                table: "users",
+                other,
+                this,
+            }) => {
                 assert_eq!((other, this), (a.id(), b.id()));
             }
             other => panic!("expected AttachedElsewhere, got {other:?}"),
@@ -437,8 +522,16 @@ fn composite_and_application_chosen_keys() {
     for_each_db(|db| {
         let f = factory(db);
         let mut s = f.session();
-        let m = s.add(Membership { group_id: 1, user_id: 2, role: "admin".into() })?;
-        s.add(Membership { group_id: 1, user_id: 3, role: "member".into() })?;
+        let m = s.add(Membership {
+            group_id: 1,
+            user_id: 2,
+            role: "admin".into(),
+        })?;
+        s.add(Membership {
+            group_id: 1,
+            user_id: 3,
+            role: "member".into(),
+        })?;
         s.commit()?;
         let (hit, sql) = capture(|| s.get::<Membership>((1, 2)).expect("get"));
         assert!(sql.is_empty() || count_prefix(&sql, "SELECT") == 1); // expired after commit
@@ -447,16 +540,26 @@ fn composite_and_application_chosen_keys() {
         s.commit()?;
         let conn = db.engine().connection()?;
         assert_eq!(
-            query_i64(&conn, "SELECT count(*) FROM memberships WHERE role = 'owner' AND user_id = 2", &[])?,
+            query_i64(
+                &conn,
+                "SELECT count(*) FROM memberships WHERE role = 'owner' AND user_id = 2",
+                &[]
+            )?,
             1
         );
         s.delete(&m)?;
         s.commit()?;
         assert_eq!(count_rows(&db.engine(), "memberships")?, 1);
         // Changing a persistent object's key is refused.
-        let t = s.add(Tag { name: "k".into(), uses: 0 })?;
+        let t = s.add(Tag {
+            name: "k".into(),
+            uses: 0,
+        })?;
         s.flush()?;
-        assert!(matches!(t.set(Tag::name, "other"), Err(Error::PrimaryKeyChanged { table: "tags" })));
+        assert!(matches!(
+            t.set(Tag::name, "other"),
+            Err(Error::PrimaryKeyChanged { table: "tags" })
+        ));
         Ok(())
     });
 }
@@ -467,16 +570,32 @@ fn autoflush_runs_before_queries_unless_disabled() {
         let f = factory(db);
         let mut s = f.session();
         s.add(User::new("ed", 1))?;
-        let (found, sql) = capture(|| s.query::<User>().filter(User::name.eq("ed")).first().expect("query"));
+        let (found, sql) = capture(|| {
+            s.query::<User>()
+                .filter(User::name.eq("ed"))
+                .first()
+                .expect("query")
+        });
         assert!(found.is_some());
         let sql = without_transaction_control(&sql);
-        assert!(sql[0].starts_with("INSERT") && sql[1].starts_with("SELECT"), "{sql:?}");
+        assert!(
+            sql[0].starts_with("INSERT") && sql[1].starts_with("SELECT"),
+            "{sql:?}"
+        );
 
         s.set_autoflush(false);
         s.add(User::new("wendy", 2))?;
-        assert!(s.query::<User>().filter(User::name.eq("wendy")).first()?.is_none());
+        assert!(s
+            .query::<User>()
+            .filter(User::name.eq("wendy"))
+            .first()?
+            .is_none());
         s.flush()?;
-        assert!(s.query::<User>().filter(User::name.eq("wendy")).first()?.is_some());
+        assert!(s
+            .query::<User>()
+            .filter(User::name.eq("wendy"))
+            .first()?
+            .is_some());
         Ok(())
     });
 }
@@ -567,15 +686,27 @@ fn address_rows_reference_users() {
     for_each_db(|db| {
         let f = factory(db);
         let mut s = f.session();
-        let bogus = s.add(Address { id: None, user_id: 424242, email: "nobody@example.com".into() })?;
+        let bogus = s.add(Address {
+            id: None,
+            user_id: 424242,
+            email: "nobody@example.com".into(),
+        })?;
         match s.commit() {
             Err(Error::Flush {
                 table: "addresses",
-                cause: CoreError::Constraint { kind: ConstraintKind::ForeignKey, .. },
+                cause:
+                    CoreError::Constraint {
+                        kind: ConstraintKind::ForeignKey,
+                        ..
+                    },
             }) => {}
             other => panic!("expected a foreign-key violation, got {other:?}"),
         }
-        assert_eq!(bogus.read()?.id, None, "no half-assigned key after a failed flush");
+        assert_eq!(
+            bogus.read()?.id,
+            None,
+            "no half-assigned key after a failed flush"
+        );
         s.rollback()?;
         Ok(())
     });

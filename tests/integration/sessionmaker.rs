@@ -21,7 +21,10 @@ fn configure_affects_later_sessions_only() {
         });
         let mut s = factory.session();
         assert!(!s.options().get_autoflush() && !s.options().get_expire_on_commit());
-        assert!(unbound.options().get_autoflush(), "an existing session keeps its options");
+        assert!(
+            unbound.options().get_autoflush(),
+            "an existing session keeps its options"
+        );
         s.add(User::new("ed", 1))?;
         assert!(s.query::<User>().all()?.is_empty(), "autoflush is off");
         s.commit()?;
@@ -33,7 +36,11 @@ fn configure_affects_later_sessions_only() {
 #[test]
 fn info_given_per_call_is_merged_not_replaced() {
     for_each_db(|db| {
-        let factory = sessionmaker().bind(db.engine()).info("app", "shop").info("tier", 1u8).build();
+        let factory = sessionmaker()
+            .bind(db.engine())
+            .info("app", "shop")
+            .info("tier", 1u8)
+            .build();
         let s = factory.session_with(|o| {
             o.info("tier", 2u8).info("request", 17u64);
         });
@@ -41,7 +48,11 @@ fn info_given_per_call_is_merged_not_replaced() {
         assert_eq!(info.get::<&str>("app"), Some(&"shop"));
         assert_eq!(info.get::<u8>("tier"), Some(&2));
         assert_eq!(info.get::<u64>("request"), Some(&17));
-        assert_eq!(factory.session().info().len(), 2, "the factory is unchanged");
+        assert_eq!(
+            factory.session().info().len(),
+            2,
+            "the factory is unchanged"
+        );
         Ok(())
     });
 }
@@ -53,7 +64,11 @@ fn begin_commits_on_ok_rolls_back_on_err_and_always_closes() {
         let factory = sessionmaker().bind(db.engine()).build();
         let kept = factory.begin(|s| s.add(User::new("kept", 1)))?;
         assert_eq!(count_rows(&db.engine(), "users")?, 1);
-        assert_eq!(kept.state(), ObjectState::Detached, "the session was closed");
+        assert_eq!(
+            kept.state(),
+            ObjectState::Detached,
+            "the session was closed"
+        );
 
         let mut leaked = None;
         let result: orm::Result<()> = factory.begin(|s| {
@@ -81,7 +96,11 @@ fn a_session_bound_to_a_connection_joins_its_external_transaction() {
         s.add(User::new("inside", 1))?;
         s.commit()?; // flushes, but the outer transaction is the caller's
         assert!(conn.in_transaction());
-        assert_eq!(count_rows(&db.engine(), "users")?, 0, "not visible outside the transaction");
+        assert_eq!(
+            count_rows(&db.engine(), "users")?,
+            0,
+            "not visible outside the transaction"
+        );
         let mut seen = 0;
         conn.query("SELECT count(*) FROM users", &[], |r| {
             seen = r.get::<i64>(0).unwrap().unwrap();
@@ -102,7 +121,10 @@ struct AuditedSession {
 
 impl FromSession for AuditedSession {
     fn from_session(inner: Session) -> Self {
-        AuditedSession { inner, actions: Vec::new() }
+        AuditedSession {
+            inner,
+            actions: Vec::new(),
+        }
     }
     fn session_mut(&mut self) -> &mut Session {
         &mut self.inner
@@ -120,7 +142,10 @@ impl AuditedSession {
 fn a_custom_session_type() {
     for_each_db(|db| {
         create_schema(&db.engine());
-        let factory = sessionmaker().bind(db.engine()).class::<AuditedSession>().build();
+        let factory = sessionmaker()
+            .bind(db.engine())
+            .class::<AuditedSession>()
+            .build();
         let actions = factory.begin(|s| {
             s.add_user("ed")?;
             Ok(s.actions.clone())
@@ -131,7 +156,8 @@ fn a_custom_session_type() {
     });
 }
 
-static GLOBAL: LazyLock<SessionMaker> = LazyLock::new(|| sessionmaker().expire_on_commit(false).build());
+static GLOBAL: LazyLock<SessionMaker> =
+    LazyLock::new(|| sessionmaker().expire_on_commit(false).build());
 
 #[test]
 fn a_global_factory_serves_many_threads() -> TestResult {

@@ -79,13 +79,50 @@ impl Target {
     }
 }
 
-/// The URL with any password replaced by `***`.
+/// The URL with any password replaced by `***`, also when the URL cannot be parsed.
 fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
+    if let Ok(mut u) = url::Url::parse(url) {
+        if u.password().is_some() && u.set_password(Some("***")).is_ok() {
+            return u.to_string();
         }
+        if u.password().is_none() {
+            return url.to_owned();
+        }
+    }
+    // `scheme://user:password@host...`: hide what lies between the first `:` of the
+    // userinfo and the last `@` before the path.
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[start..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match (authority.rfind('@'), authority.find(':')) {
+        (Some(at), Some(colon)) if colon < at => format!(
+            "{}{}:***{}",
+            &url[..start],
+            &authority[..colon],
+            &url[start + at..]
+        ),
         _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_hidden_in_parsable_and_unparsable_urls() {
+        assert_eq!(
+            redact("postgresql://u:pw@h:5432/db"),
+            "postgresql://u:***@h:5432/db"
+        );
+        assert_eq!(
+            redact("postgresql://u:s3cr3t@h:notaport/db"),
+            "postgresql://u:***@h:notaport/db"
+        );
+        assert_eq!(redact("postgresql://u@h/db"), "postgresql://u@h/db");
+        assert_eq!(redact("sqlite://a:b.db"), "sqlite://a:b.db");
     }
 }

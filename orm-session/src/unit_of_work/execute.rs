@@ -14,9 +14,7 @@ use std::collections::HashMap;
 
 use orm_core::engine::Connection;
 use orm_core::model::{ColumnSet, Mapped, PrimaryKey};
-use orm_core::sql::ast::{
-    Delete, DeleteRows, Insert, InsertRows, Statement, Update, UpdateRows,
-};
+use orm_core::sql::ast::{Delete, DeleteRows, Insert, InsertRows, Statement, Update, UpdateRows};
 use orm_core::value::{SqlType, Value};
 
 use crate::error::{Error, Result};
@@ -25,8 +23,10 @@ use crate::state::Status;
 
 /// Column-wise arrays of `rows`, for `unnest`.
 fn arrays(types: &[SqlType], rows: Vec<Vec<Value>>) -> Vec<(SqlType, Vec<Value>)> {
-    let mut out: Vec<(SqlType, Vec<Value>)> =
-        types.iter().map(|&t| (t, Vec::with_capacity(rows.len()))).collect();
+    let mut out: Vec<(SqlType, Vec<Value>)> = types
+        .iter()
+        .map(|&t| (t, Vec::with_capacity(rows.len())))
+        .collect();
     for row in rows {
         for (col, v) in out.iter_mut().zip(row) {
             col.1.push(v);
@@ -36,7 +36,10 @@ fn arrays(types: &[SqlType], rows: Vec<Vec<Value>>) -> Vec<(SqlType, Vec<Value>)
 }
 
 fn sql_types<T: Mapped>(columns: &[usize]) -> Vec<SqlType> {
-    columns.iter().map(|&c| T::TABLE.columns[c].sql_type).collect()
+    columns
+        .iter()
+        .map(|&c| T::TABLE.columns[c].sql_type)
+        .collect()
 }
 
 pub(crate) fn insert<T: Mapped>(conn: &Connection, new: &[Obj<T>]) -> Result<()> {
@@ -103,11 +106,14 @@ fn insert_group<T: Mapped>(
             Some(_) => {
                 let mut keys = Vec::with_capacity(chunk.len());
                 conn.query_statement(statement, |row| {
-                    keys.push(row.value(0).map_err(|source| orm_core::error::Error::Decode {
-                        table: T::TABLE.name.to_owned(),
-                        column: T::TABLE.columns[returning.unwrap_or(0)].name.to_owned(),
-                        source,
-                    })?);
+                    keys.push(
+                        row.value(0)
+                            .map_err(|source| orm_core::error::Error::Decode {
+                                table: T::TABLE.name.to_owned(),
+                                column: T::TABLE.columns[returning.unwrap_or(0)].name.to_owned(),
+                                source,
+                            })?,
+                    );
                     Ok(())
                 })?;
                 if keys.len() != chunk.len() {
@@ -132,7 +138,12 @@ fn expect_rows<T: Mapped>(statement: &'static str, expected: usize, matched: u64
     if matched == expected as u64 {
         Ok(())
     } else {
-        Err(Error::StaleData { table: T::TABLE.name, statement, expected: expected as u64, matched })
+        Err(Error::StaleData {
+            table: T::TABLE.name,
+            statement,
+            expected: expected as u64,
+            matched,
+        })
     }
 }
 

@@ -17,13 +17,19 @@ use crate::identity_map::AnyStore;
 pub(crate) fn run(stores: &mut [Box<dyn AnyStore>], conn: &Connection) -> Result<()> {
     let order = plan::order(stores);
     for &i in &order {
-        stores[i].flush_inserts(conn).map_err(|e| in_table(stores[i].as_ref(), e))?;
+        stores[i]
+            .flush_inserts(conn)
+            .map_err(|e| in_table(stores[i].as_ref(), e))?;
     }
     for &i in &order {
-        stores[i].flush_updates(conn).map_err(|e| in_table(stores[i].as_ref(), e))?;
+        stores[i]
+            .flush_updates(conn)
+            .map_err(|e| in_table(stores[i].as_ref(), e))?;
     }
     for &i in order.iter().rev() {
-        stores[i].flush_deletes(conn).map_err(|e| in_table(stores[i].as_ref(), e))?;
+        stores[i]
+            .flush_deletes(conn)
+            .map_err(|e| in_table(stores[i].as_ref(), e))?;
     }
     Ok(())
 }
@@ -31,7 +37,10 @@ pub(crate) fn run(stores: &mut [Box<dyn AnyStore>], conn: &Connection) -> Result
 /// Names the table whose statement failed (SQLite's messages often do not).
 fn in_table(store: &dyn AnyStore, e: Error) -> Error {
     match e {
-        Error::Core(cause) => Error::Flush { table: store.table().name, cause },
+        Error::Core(cause) => Error::Flush {
+            table: store.table().name,
+            cause,
+        },
         other => other,
     }
 }
