@@ -66,26 +66,11 @@ pub mod __private {
     pub use orm_core::schema::{ColumnDef, ForeignKey, Table};
     pub use orm_core::value::{ColumnType, SqlType, Value};
 
-    /// Reads column `idx` of `row` into a field, naming the column on failure.
-    #[inline]
-    pub fn decode<V: ColumnType>(
-        row: &Row<'_>,
-        idx: usize,
-        table: &Table,
-        column: usize,
-    ) -> Result<V> {
-        V::decode(row, idx).map_err(|source| Error::Decode {
-            table: table.name.to_owned(),
-            column: table.columns[column].name.to_owned(),
-            source,
-        })
-    }
-
     /// Names column `column` of `table` in an error from `ColumnType::decode`.
     ///
-    /// Generated `from_row` calls `<Ty as ColumnType>::decode` itself rather than
-    /// [`decode`]: rustc then reports an unsupported field type once, with the same
-    /// diagnostic as the table metadata, instead of once more as a bound of `decode`.
+    /// Generated `from_row` calls `<Ty as ColumnType>::decode` itself rather than a generic
+    /// helper, so rustc reports an unsupported field type with the diagnostic of
+    /// `ColumnType`, spanned on the field, and not once more as a helper's bound.
     #[cold]
     pub fn decode_error(
         table: &Table,
@@ -101,22 +86,13 @@ pub mod __private {
 
     /// Converts a generated key read back at flush into the key field's type.
     pub fn from_value<V: ColumnType>(value: Value, table: &Table, column: usize) -> Result<V> {
-        V::from_value(value).map_err(|source| Error::Decode {
-            table: table.name.to_owned(),
-            column: table.columns[column].name.to_owned(),
-            source,
-        })
+        V::from_value(value).map_err(|source| decode_error(table, column, source))
     }
 
     /// The error for a model without a database-generated key asked to store one.
     pub fn no_generated_key(table: &Table) -> Error {
-        Error::Decode {
+        Error::NoGeneratedKey {
             table: table.name.to_owned(),
-            column: String::new(),
-            source: orm_core::error::DecodeError::WrongType {
-                expected: "no generated key",
-                found: "a generated key".into(),
-            },
         }
     }
 }

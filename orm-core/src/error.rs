@@ -47,6 +47,16 @@ pub enum DecodeError {
     },
 }
 
+impl DecodeError {
+    /// The same error, naming `expected` as the type the model declares.
+    pub fn expecting(self, expected: &'static str) -> Self {
+        match self {
+            DecodeError::WrongType { found, .. } => DecodeError::WrongType { expected, found },
+            other => other,
+        }
+    }
+}
+
 /// Errors of the engine, the dialects and row decoding.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -132,6 +142,12 @@ pub enum Error {
         index: usize,
         /// What is wrong.
         reason: String,
+    },
+    /// A database-generated key was read back for a table that has none.
+    #[error("table `{table}` has no database-generated key to store")]
+    NoGeneratedKey {
+        /// The table.
+        table: String,
     },
     /// The operation needs a transaction and none is in progress, or one is already begun.
     #[error("{0}")]

@@ -34,8 +34,9 @@ impl<T: Mapped, V: ColumnType> fmt::Debug for Column<T, V> {
     }
 }
 
-impl<T: Mapped, V: ColumnType> Column<T, V> {
-    /// A column handle; used by generated code.
+impl<T, V> Column<T, V> {
+    /// A column handle; used by generated code. Unbounded, so that an unsupported field type
+    /// is reported once, by `ColumnType`, on the field.
     #[doc(hidden)]
     pub const fn new(index: usize, get: fn(&T) -> &V, get_mut: fn(&mut T) -> &mut V) -> Self {
         Column {
@@ -44,7 +45,9 @@ impl<T: Mapped, V: ColumnType> Column<T, V> {
             get_mut,
         }
     }
+}
 
+impl<T: Mapped, V: ColumnType> Column<T, V> {
     /// The column's position in the table.
     pub fn index(&self) -> usize {
         self.index

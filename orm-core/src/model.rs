@@ -36,6 +36,11 @@ pub trait Mapped: Sized + Send + Sync + 'static {
 }
 
 /// A primary-key value: one column, or a tuple of columns.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a primary key",
+    label = "not a primary-key type",
+    note = "primary keys may be i16, i32, i64, bool, String, Vec<u8>, or a tuple of up to four of these"
+)]
 pub trait PrimaryKey: Clone + Eq + Hash + Debug + Send + Sync + 'static {
     /// The key's columns as bound parameters, in primary-key order.
     fn values(&self) -> Vec<Value>;
@@ -78,13 +83,38 @@ tuple_key!(A 0, B 1, C 2, D 3);
 /// s.insert(70);
 /// assert!(s.contains(3) && s.contains(70) && !s.contains(4));
 /// assert_eq!(s.iter().collect::<Vec<_>>(), vec![3, 70]);
+///
+/// // Equality is by content, not by storage.
+/// let mut wide = ColumnSet::default();
+/// wide.insert(70);
+/// let mut narrow = ColumnSet::default();
+/// narrow.insert(5);
+/// let mut a = wide.clone();
+/// a.union(&narrow);
+/// let mut b = narrow.clone();
+/// b.union(&wide);
+/// assert_eq!(a, b);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 pub enum ColumnSet {
     /// Up to 64 columns.
     Inline(u64),
     /// More than 64 columns.
     Heap(Box<[u64]>),
+}
+
+/// Sets are equal when they hold the same columns, however they are stored.
+impl PartialEq for ColumnSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.significant() == other.significant()
+    }
+}
+impl Eq for ColumnSet {}
+
+impl std::hash::Hash for ColumnSet {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.significant().hash(state);
+    }
 }
 
 impl Default for ColumnSet {
@@ -144,6 +174,13 @@ impl ColumnSet {
                 .filter(move |b| w & (1 << b) != 0)
                 .map(move |b| wi * 64 + b)
         })
+    }
+
+    /// The words without trailing empty ones.
+    fn significant(&self) -> &[u64] {
+        let w = self.words();
+        let len = w.iter().rposition(|x| *x != 0).map_or(0, |i| i + 1);
+        &w[..len]
     }
 
     fn words(&self) -> &[u64] {

@@ -134,7 +134,9 @@ macro_rules! column_type {
             }
             #[inline]
             fn decode(row: &Row<'_>, idx: usize) -> Result<Self, DecodeError> {
-                row.get::<$t>(idx)?.ok_or(DecodeError::UnexpectedNull)
+                row.get::<$t>(idx)
+                    .map_err(|e| e.expecting(SqlType::$sql.name()))?
+                    .ok_or(DecodeError::UnexpectedNull)
             }
             fn from_value(value: Value) -> Result<Self, DecodeError> {
                 match value {
@@ -171,7 +173,9 @@ macro_rules! column_type_no_int {
             }
             #[inline]
             fn decode(row: &Row<'_>, idx: usize) -> Result<Self, DecodeError> {
-                row.get::<$t>(idx)?.ok_or(DecodeError::UnexpectedNull)
+                row.get::<$t>(idx)
+                    .map_err(|e| e.expecting(SqlType::$sql.name()))?
+                    .ok_or(DecodeError::UnexpectedNull)
             }
             fn from_value(value: Value) -> Result<Self, DecodeError> {
                 match value {
@@ -220,6 +224,11 @@ impl<T: ColumnType + NotNull> ColumnType for Option<T> {
 }
 
 /// Marks the non-`Option` column types, so that `Option<Option<T>>` is rejected.
+#[diagnostic::on_unimplemented(
+    message = "`Option<{Self}>` cannot be stored in a mapped column",
+    label = "nested `Option`",
+    note = "a nullable column is `Option<T>` where `T` is i16, i32, i64, f32, f64, bool, String or Vec<u8>"
+)]
 pub trait NotNull: ColumnType {}
 impl NotNull for i16 {}
 impl NotNull for i32 {}
