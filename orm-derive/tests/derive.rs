@@ -165,7 +165,7 @@ fn assigned_keys() {
     assert_eq!(m.key(), Some((2, 1)));
     assert!(matches!(
         m.set_generated_key(Value::I64(3)),
-        Err(CoreError::Decode { .. })
+        Err(CoreError::NoGeneratedKey { table }) if table == "memberships"
     ));
     m.clear_generated_key();
     assert_eq!(m.key(), Some((2, 1)));
