@@ -25,6 +25,8 @@ pub trait Mapped: Sized + Send + Sync + 'static {
     fn key_from_row(row: &Row<'_>, offset: usize) -> Result<Self::Key>;
     /// The value of column `column` as a bound parameter.
     fn column_value(&self, column: usize) -> Value;
+    /// Stores `value` into the field of column `column` (out-of-range columns are ignored).
+    fn set_column(&mut self, column: usize, value: Value) -> Result<()>;
     /// Stores a database-generated key into the key field.
     fn set_generated_key(&mut self, value: Value) -> Result<()>;
     /// Clears the database-generated key field (after a rolled-back INSERT).

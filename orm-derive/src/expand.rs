@@ -27,6 +27,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
     let from_row = gen.body_from_row();
     let key_from_row = gen.body_key_from_row();
     let column_value = gen.body_column_value();
+    let set_column = gen.body_set_column();
     let set_generated_key = gen.body_set_generated_key();
     let clear_generated_key = gen.body_clear_generated_key();
     let changed_columns = gen.body_changed_columns();
@@ -57,6 +58,10 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
 
                 fn column_value(&self, __column: usize) -> #p::Value {
                     #column_value
+                }
+
+                fn set_column(&mut self, __column: usize, __value: #p::Value) -> #p::Result<()> {
+                    #set_column
                 }
 
                 fn set_generated_key(&mut self, __value: #p::Value) -> #p::Result<()> {
@@ -298,6 +303,28 @@ impl Gen<'_> {
                 #(#arms)*
                 _ => #p::Value::Null,
             }
+        }
+    }
+
+    /// The body of `set_column`.
+    fn body_set_column(&self) -> TokenStream {
+        let p = self.p;
+        let arms = self.model.fields.iter().enumerate().map(|(i, f)| {
+            let (i, ident) = (pos(i), &f.ident);
+            let column_type = self.column_type(&f.ty);
+            quote! {
+                #i => {
+                    self.#ident = #column_type::from_value(__value)
+                        .map_err(|__e| #p::decode_error(__TABLE, #i, __e))?;
+                }
+            }
+        });
+        quote! {
+            match __column {
+                #(#arms)*
+                _ => {}
+            }
+            ::core::result::Result::Ok(())
         }
     }
 

@@ -383,3 +383,26 @@ fn other_column_types_round_trip() -> Result<(), CoreError> {
     assert_eq!(read, Some(b));
     Ok(())
 }
+
+#[test]
+fn set_column_writes_one_field_with_its_type_checked() {
+    let mut u = ed();
+    u.set_column(3, Value::I32(41)).unwrap();
+    u.set_column(2, Value::Null).unwrap();
+    u.set_column(4, Value::I64(7)).unwrap(); // integers convert to the field's width
+    assert_eq!((u.age, u.fullname.clone(), u.version), (41, None, 7));
+    match u.set_column(1, Value::I64(1)) {
+        Err(CoreError::Decode { table, column, .. }) => {
+            assert_eq!((table.as_str(), column.as_str()), ("users", "name"))
+        }
+        other => panic!("expected a decode error naming users.name, got {other:?}"),
+    }
+    assert!(matches!(
+        u.set_column(3, Value::Null),
+        Err(CoreError::Decode {
+            source: DecodeError::UnexpectedNull,
+            ..
+        })
+    ));
+    u.set_column(99, Value::I32(0)).unwrap();
+}
