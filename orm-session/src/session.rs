@@ -108,7 +108,7 @@ impl Session {
         }
     }
 
-    fn core(&self) -> parking_lot::MutexGuard<'_, Core> {
+    pub(crate) fn core(&self) -> parking_lot::MutexGuard<'_, Core> {
         self.shared.core.lock()
     }
 
@@ -338,7 +338,7 @@ impl Core {
     }
 
     /// The transaction's connection; begins the transaction when autobegin allows.
-    fn connection(&mut self) -> Result<Connection> {
+    pub(crate) fn connection(&mut self) -> Result<Connection> {
         self.check_usable()?;
         if matches!(self.tx, Tx::None) {
             if !self.options.autobegin {
@@ -352,7 +352,7 @@ impl Core {
             .expect("an active transaction has a connection"))
     }
 
-    fn autoflush(&mut self) -> Result<()> {
+    pub(crate) fn autoflush(&mut self) -> Result<()> {
         if self.options.autoflush {
             self.flush()
         } else {
