@@ -36,14 +36,14 @@ extern crate self as orm;
 pub use orm_core::dialect::Dialect;
 pub use orm_core::engine::{row::Row, Connection, Engine, EngineBuilder};
 pub use orm_core::error::{ConstraintKind, DecodeError};
-pub use orm_core::expr::{Column, IntoOrder, Order, Predicate};
+pub use orm_core::expr::{Column, ColumnOf, IntoOrder, Order, Predicate};
 pub use orm_core::model::{ColumnSet, Mapped, PrimaryKey};
 pub use orm_core::schema::{ColumnDef, ForeignKey, Metadata, Table};
 pub use orm_core::value::{ColumnType, IntoValue, SqlType, Value};
 pub use orm_derive::Mapped;
 pub use orm_session::{
-    sessionmaker, Bind, Error, FromSession, Info, Obj, ObjRef, ObjectState, Query, Result, Session,
-    SessionMaker, SessionMakerBuilder, SessionOptions,
+    sessionmaker, Bind, Error, FromSession, Info, JoinTransactionMode, NestedTransaction, Obj,
+    ObjRef, ObjectState, Query, Result, Session, SessionMaker, SessionMakerBuilder, SessionOptions,
 };
 
 /// The core crate's error type (engine, dialects, decoding).

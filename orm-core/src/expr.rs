@@ -123,6 +123,19 @@ impl<T: Mapped, V: ColumnType> Column<T, V> {
     }
 }
 
+/// Any column of `T`, whatever its value type: for lists such as
+/// `session.expire_columns(&user, &[&User::name, &User::age])`.
+pub trait ColumnOf<T> {
+    /// The column's position in the table.
+    fn position(&self) -> usize;
+}
+
+impl<T: Mapped, V: ColumnType> ColumnOf<T> for Column<T, V> {
+    fn position(&self) -> usize {
+        self.index
+    }
+}
+
 /// A boolean condition over the columns of `T`.
 pub struct Predicate<T> {
     expr: Expr,

@@ -148,6 +148,20 @@ impl ColumnSet {
         }
     }
 
+    /// Removes column `i`.
+    #[inline]
+    pub fn remove(&mut self, i: usize) {
+        match self {
+            ColumnSet::Inline(w) if i < 64 => *w &= !(1 << i),
+            ColumnSet::Inline(_) => {}
+            ColumnSet::Heap(words) => {
+                if let Some(w) = words.get_mut(i / 64) {
+                    *w &= !(1 << (i % 64));
+                }
+            }
+        }
+    }
+
     /// Whether column `i` is in the set.
     #[inline]
     pub fn contains(&self, i: usize) -> bool {

@@ -102,6 +102,27 @@ pub enum Error {
         /// The table.
         table: &'static str,
     },
+    /// A nested transaction (savepoint) that already ended, or of another session.
+    #[error("this nested transaction (savepoint) is no longer active")]
+    InactiveSavepoint,
+    /// `make_transient_to_detached` was given an object that is not transient.
+    #[error("object of table `{table}` is not transient")]
+    NotTransient {
+        /// The table.
+        table: &'static str,
+    },
+    /// The object has no primary key value, so it cannot have a database identity.
+    #[error("object of table `{table}` has no primary key value")]
+    NoIdentity {
+        /// The table.
+        table: &'static str,
+    },
+    /// `merge_without_load` was given an object carrying unflushed changes.
+    #[error("merge without load needs an object of table `{table}` with no unflushed changes")]
+    MergeDirtyWithoutLoad {
+        /// The table.
+        table: &'static str,
+    },
     /// A query expected one row and found none.
     #[error("no row of table `{table}` was found")]
     NoResultFound {

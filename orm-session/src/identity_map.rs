@@ -2,44 +2,127 @@
 //!
 //! The session keeps one [`Store<T>`] per mapped type, behind the object-safe [`AnyStore`],
 //! so type erasure happens once per table rather than once per object. A store holds:
-//! - `identity`: one object per primary key (`get` of a known key is one hash lookup);
-//! - `new`, `dirty`, `deleted`: the objects a flush must visit, and nothing else;
-//! - `inserted`, `removed`: what the current transaction flushed, for rollback.
+//! - `identity`: one object per primary key, held WEAKLY: a clean object the user no longer
+//!   references is freed (dead entries are swept, amortized O(1) per insertion);
+//! - `new`, `dirty`, `deleted`: what the next flush must write, held strongly until then;
+//! - `inserted`, `updated`, `removed`: what flushes of the current transaction wrote, held
+//!   weakly (an object nobody holds needs no rollback bookkeeping). `updated` is only kept
+//!   while a savepoint is open, to expire what a rolled-back savepoint changed.
+//!
+//! A [`Mark`] records the lengths of those logs when a savepoint begins; rolling back to the
+//! mark undoes, in the session, what happened after it.
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::sync::Weak;
 
 use orm_core::engine::Connection;
 use orm_core::model::{ColumnSet, Mapped};
 use orm_core::schema::Table;
+use parking_lot::RwLock;
 
 use crate::error::Result;
-use crate::object::Obj;
+use crate::object::{Obj, ObjData};
 use crate::state::Status;
 use crate::unit_of_work::execute;
 
+/// A weak reference to an object.
+pub(crate) type Slot<T> = Weak<RwLock<ObjData<T>>>;
+
+/// Fewest entries before the identity map is swept of dead entries.
+const MIN_SWEEP: usize = 1024;
+
 pub(crate) struct Store<T: Mapped> {
-    pub(crate) identity: HashMap<T::Key, Obj<T>>,
+    identity: HashMap<T::Key, Slot<T>>,
+    /// Sweep dead entries when the map reaches this size.
+    sweep_at: usize,
     pub(crate) new: Vec<Obj<T>>,
     pub(crate) dirty: Vec<Obj<T>>,
     pub(crate) deleted: Vec<Obj<T>>,
-    /// Objects INSERTed by flushes of the current transaction.
-    pub(crate) inserted: Vec<Obj<T>>,
-    /// Objects DELETEd by flushes of the current transaction.
-    pub(crate) removed: Vec<Obj<T>>,
+    inserted: Vec<Slot<T>>,
+    updated: Vec<Slot<T>>,
+    removed: Vec<Slot<T>>,
 }
 
 impl<T: Mapped> Default for Store<T> {
     fn default() -> Self {
         Store {
             identity: HashMap::new(),
+            sweep_at: MIN_SWEEP,
             new: Vec::new(),
             dirty: Vec::new(),
             deleted: Vec::new(),
             inserted: Vec::new(),
+            updated: Vec::new(),
             removed: Vec::new(),
         }
     }
+}
+
+impl<T: Mapped> Store<T> {
+    /// The live object held for `key`.
+    #[inline]
+    pub(crate) fn lookup(&self, key: &T::Key) -> Option<Obj<T>> {
+        self.identity.get(key).and_then(Obj::upgrade)
+    }
+
+    /// Enters `obj` as THE object for `key`.
+    pub(crate) fn map(&mut self, key: T::Key, obj: &Obj<T>) {
+        if self.identity.len() >= self.sweep_at {
+            self.identity.retain(|_, slot| slot.strong_count() > 0);
+            self.sweep_at = (self.identity.len() * 2).max(MIN_SWEEP);
+        }
+        self.identity.insert(key, obj.downgrade());
+    }
+
+    /// Removes the entry for `key` if it is `obj` (or dead).
+    pub(crate) fn unmap(&mut self, key: &T::Key, obj: &Obj<T>) {
+        if self.lookup(key).is_none_or(|o| o.ptr_eq(obj)) {
+            self.identity.remove(key);
+        }
+    }
+
+    /// Forgets `obj` in every list of the store (for `expunge`).
+    pub(crate) fn forget(&mut self, obj: &Obj<T>, key: Option<&T::Key>) {
+        let strong = |o: &Obj<T>| !o.ptr_eq(obj);
+        self.new.retain(strong);
+        self.dirty.retain(strong);
+        self.deleted.retain(strong);
+        let weak = |s: &Slot<T>| !Weak::ptr_eq(s, &obj.downgrade());
+        self.inserted.retain(weak);
+        self.updated.retain(weak);
+        self.removed.retain(weak);
+        if let Some(key) = key {
+            self.unmap(key, obj);
+        }
+    }
+
+    /// Turns an object added or inserted after the mark back into a transient one.
+    fn expunge_new(&mut self, obj: &Obj<T>) {
+        let key = {
+            let mut d = obj.lock_data();
+            let key = if d.identity { d.value.key() } else { None };
+            // A key the database generated in a rolled-back transaction never existed.
+            d.value.clear_generated_key();
+            d.link = None;
+            d.identity = false;
+            d.status = Status::Pending;
+            d.changed = ColumnSet::default();
+            d.queued = false;
+            key
+        };
+        if let Some(key) = key {
+            self.unmap(&key, obj);
+        }
+    }
+}
+
+/// Lengths of a store's transaction logs at the start of a savepoint.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Mark {
+    inserted: usize,
+    updated: usize,
+    removed: usize,
 }
 
 /// Object-safe view of a [`Store`], used by flush, commit and rollback.
@@ -47,20 +130,24 @@ pub(crate) trait AnyStore: Send {
     fn table(&self) -> &'static Table;
     fn as_any(&mut self) -> &mut dyn Any;
     fn has_changes(&self) -> bool;
-    /// INSERTs the pending objects; on error, undoes what it wrote into them.
+    /// INSERTs the pending objects.
     fn flush_inserts(&mut self, conn: &Connection) -> Result<()>;
     fn flush_updates(&mut self, conn: &Connection) -> Result<()>;
     fn flush_deletes(&mut self, conn: &Connection) -> Result<()>;
     /// After every statement of a flush succeeded: move objects to their new states.
-    fn finish_flush(&mut self);
+    /// `in_savepoint`: remember updated objects, for a savepoint rollback to expire them.
+    fn finish_flush(&mut self, in_savepoint: bool);
     /// After a failed flush: forget generated keys handed out by the failed flush.
     fn undo_flush(&mut self);
-    /// After commit: deleted objects become detached.
+    /// The current lengths of the transaction logs.
+    fn mark(&self) -> Mark;
+    /// Undoes in the session what happened after `mark`: objects added or inserted are
+    /// expunged, objects deleted are persistent again, objects changed are expired.
+    /// `Mark::default()` rolls back the whole transaction.
+    fn rollback_to(&mut self, mark: Mark);
+    /// After commit: deleted objects become detached; the logs are cleared.
     fn after_commit(&mut self);
-    /// After rollback: objects added in the transaction are expunged, deleted ones return to
-    /// persistent, pending changes are discarded.
-    fn after_rollback(&mut self);
-    /// Number of objects held in the identity map.
+    /// Number of live objects in the identity map.
     fn len(&self) -> usize;
 }
 
@@ -89,8 +176,8 @@ impl<T: Mapped> AnyStore for Store<T> {
         execute::delete(conn, &self.deleted)
     }
 
-    fn finish_flush(&mut self) {
-        for obj in self.new.drain(..) {
+    fn finish_flush(&mut self, in_savepoint: bool) {
+        for obj in std::mem::take(&mut self.new) {
             let key = {
                 let mut d = obj.lock_data();
                 d.status = Status::Persistent;
@@ -100,27 +187,30 @@ impl<T: Mapped> AnyStore for Store<T> {
                 d.value.key()
             };
             if let Some(key) = key {
-                self.identity.insert(key, obj.clone());
+                self.map(key, &obj);
             }
-            self.inserted.push(obj);
+            self.inserted.push(obj.downgrade());
         }
         for obj in self.dirty.drain(..) {
             let mut d = obj.lock_data();
             d.queued = false;
-            if d.status == Status::Persistent {
+            if d.status == Status::Persistent && !d.changed.is_empty() {
                 d.changed = ColumnSet::default();
+                if in_savepoint {
+                    self.updated.push(obj.downgrade());
+                }
             }
         }
-        for obj in self.deleted.drain(..) {
+        for obj in std::mem::take(&mut self.deleted) {
             let key = {
                 let mut d = obj.lock_data();
                 d.status = Status::Deleted;
                 d.value.key()
             };
             if let Some(key) = key {
-                self.identity.remove(&key);
+                self.unmap(&key, &obj);
             }
-            self.removed.push(obj);
+            self.removed.push(obj.downgrade());
         }
     }
 
@@ -133,48 +223,72 @@ impl<T: Mapped> AnyStore for Store<T> {
         }
     }
 
-    fn after_commit(&mut self) {
-        self.inserted.clear();
-        for obj in self.removed.drain(..) {
-            obj.lock_data().link = None;
+    fn mark(&self) -> Mark {
+        Mark {
+            inserted: self.inserted.len(),
+            updated: self.updated.len(),
+            removed: self.removed.len(),
         }
     }
 
-    fn after_rollback(&mut self) {
-        for obj in self.inserted.drain(..).chain(self.new.drain(..)) {
-            let key = {
-                let mut d = obj.lock_data();
-                let key = if d.identity { d.value.key() } else { None };
-                // A key the database generated in a rolled-back transaction never existed.
-                d.value.clear_generated_key();
-                d.link = None;
-                d.identity = false;
-                d.status = Status::Pending;
-                d.changed = ColumnSet::default();
-                key
-            };
-            if let Some(key) = key {
-                self.identity.remove(&key);
-            }
+    fn rollback_to(&mut self, mark: Mark) {
+        let added: Vec<Obj<T>> = std::mem::take(&mut self.new)
+            .into_iter()
+            .chain(
+                self.inserted
+                    .drain(mark.inserted.min(self.inserted.len())..)
+                    .filter_map(|s| Obj::upgrade(&s)),
+            )
+            .collect();
+        for obj in &added {
+            self.expunge_new(obj);
         }
-        for obj in self.removed.drain(..).chain(self.deleted.drain(..)) {
+        let restored: Vec<Obj<T>> = std::mem::take(&mut self.deleted)
+            .into_iter()
+            .chain(
+                self.removed
+                    .drain(mark.removed.min(self.removed.len())..)
+                    .filter_map(|s| Obj::upgrade(&s)),
+            )
+            .collect();
+        for obj in restored {
             let key = {
                 let mut d = obj.lock_data();
                 d.status = Status::Persistent;
                 d.value.key()
             };
             if let Some(key) = key {
-                self.identity.insert(key, obj);
+                self.map(key, &obj);
             }
         }
-        for obj in self.dirty.drain(..) {
+        let changed: Vec<Obj<T>> = std::mem::take(&mut self.dirty)
+            .into_iter()
+            .chain(
+                self.updated
+                    .drain(mark.updated.min(self.updated.len())..)
+                    .filter_map(|s| Obj::upgrade(&s)),
+            )
+            .collect();
+        for obj in changed {
             let mut d = obj.lock_data();
             d.queued = false;
             d.changed = ColumnSet::default();
+            d.expired = true;
+        }
+    }
+
+    fn after_commit(&mut self) {
+        self.inserted.clear();
+        self.updated.clear();
+        for obj in self.removed.drain(..).filter_map(|s| Obj::upgrade(&s)) {
+            obj.lock_data().link = None;
         }
     }
 
     fn len(&self) -> usize {
-        self.identity.len()
+        self.identity
+            .values()
+            .filter(|s| s.strong_count() > 0)
+            .count()
     }
 }

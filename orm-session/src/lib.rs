@@ -14,6 +14,7 @@
 //! - `error`: [`Error`].
 #![warn(missing_docs)]
 
+mod core;
 mod error;
 mod identity_map;
 mod object;
@@ -21,13 +22,15 @@ mod query;
 mod session;
 mod sessionmaker;
 mod state;
+mod transaction;
 mod unit_of_work;
 
 pub use error::{Error, Result};
 pub use object::{Obj, ObjRef};
 pub use query::Query;
-pub use session::Session;
+pub use session::{NestedTransaction, Session};
 pub use sessionmaker::{
-    sessionmaker, Bind, FromSession, Info, SessionMaker, SessionMakerBuilder, SessionOptions,
+    sessionmaker, Bind, FromSession, Info, JoinTransactionMode, SessionMaker, SessionMakerBuilder,
+    SessionOptions,
 };
 pub use state::ObjectState;

@@ -60,6 +60,8 @@ pub(crate) struct ObjData<T> {
     pub(crate) epoch: u64,
     /// Expired explicitly (or while being detached).
     pub(crate) expired: bool,
+    /// Columns expired explicitly, when not the whole row (`Session::expire_columns`).
+    pub(crate) expired_columns: Option<Box<ColumnSet>>,
     /// Columns changed since the last flush.
     pub(crate) changed: ColumnSet,
     /// Whether the object is in its session's dirty list.
@@ -74,6 +76,11 @@ impl<T> ObjData<T> {
     }
 
     pub(crate) fn is_expired(&self) -> bool {
+        self.identity && (self.expired_columns.is_some() || self.is_wholly_expired())
+    }
+
+    /// Expired as a whole (not only some columns).
+    pub(crate) fn is_wholly_expired(&self) -> bool {
         self.identity
             && (self.expired || self.link.as_ref().is_some_and(|l| self.epoch < l.epoch()))
     }
@@ -93,6 +100,7 @@ impl<T> ObjData<T> {
     /// Marks the object fresh as of the link's current epoch.
     pub(crate) fn mark_loaded(&mut self) {
         self.expired = false;
+        self.expired_columns = None;
         self.epoch = self.link.as_ref().map_or(0, |l| l.epoch());
     }
 }
@@ -172,6 +180,7 @@ impl<T: Mapped> Obj<T> {
             identity: false,
             epoch: 0,
             expired: false,
+            expired_columns: None,
             changed: ColumnSet::default(),
             queued: false,
         })
@@ -181,6 +190,14 @@ impl<T: Mapped> Obj<T> {
         Obj {
             inner: Arc::new(RwLock::new(data)),
         }
+    }
+
+    pub(crate) fn downgrade(&self) -> Weak<RwLock<ObjData<T>>> {
+        Arc::downgrade(&self.inner)
+    }
+
+    pub(crate) fn upgrade(slot: &Weak<RwLock<ObjData<T>>>) -> Option<Obj<T>> {
+        slot.upgrade().map(|inner| Obj { inner })
     }
 
     /// Whether two handles are the same object.

@@ -1,28 +1,26 @@
 //! The `Session`: identity map, unit of work and transaction, as in SQLAlchemy.
 
-use std::any::TypeId;
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
-use orm_core::engine::row::Row;
 use orm_core::engine::Connection;
-use orm_core::model::{ColumnSet, Mapped, PrimaryKey};
-use orm_core::sql::ast::{BinOp, Expr, Select, Statement};
+use orm_core::expr::ColumnOf;
+use orm_core::model::Mapped;
+use orm_core::sql::ast::Select;
 use parking_lot::Mutex;
 
+use crate::core::Core;
 use crate::error::{Error, Result};
-use crate::identity_map::{AnyStore, Store};
-use crate::object::{Obj, ObjData, SessionLink};
+use crate::object::Obj;
 use crate::query::Query;
-use crate::sessionmaker::{Bind, Info, SessionOptions};
-use crate::state::{ObjectState, Status};
-use crate::unit_of_work;
+use crate::sessionmaker::{Info, SessionOptions};
+use crate::state::ObjectState;
+use crate::transaction::Tx;
 
-/// The part of a session that objects reach through their [`SessionLink`] (to queue
-/// themselves as dirty, or to load expired attributes).
+/// The part of a session that objects reach through their link (to queue themselves as
+/// dirty, or to load expired attributes).
 pub(crate) struct Shared {
     core: Mutex<Core>,
 }
@@ -35,28 +33,6 @@ impl Shared {
     pub(crate) fn refresh<T: Mapped>(&self, obj: &Obj<T>) -> Result<()> {
         self.core.lock().refresh(obj)
     }
-}
-
-/// Where the session's transaction stands.
-enum Tx {
-    None,
-    /// `owned`: the session began it (else it joined a transaction begun on its Connection).
-    Active {
-        owned: bool,
-    },
-    /// A flush failed and the database transaction was rolled back; `rollback()` is required.
-    Failed(String),
-}
-
-pub(crate) struct Core {
-    id: u64,
-    options: SessionOptions,
-    link: Arc<SessionLink>,
-    shared: Weak<Shared>,
-    conn: Option<Connection>,
-    tx: Tx,
-    stores: Vec<Box<dyn AnyStore>>,
-    by_type: HashMap<TypeId, usize>,
 }
 
 /// A conversation with the database: identity map, unit of work and one transaction at a
@@ -87,20 +63,44 @@ pub struct Session {
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
+/// A SAVEPOINT opened by [`Session::begin_nested`]; end it with [`commit`](Self::commit) or
+/// [`rollback`](Self::rollback). Ending the whole transaction ends it too.
+#[must_use = "a nested transaction is ended with .commit(&mut session) or .rollback(&mut session)"]
+#[derive(Debug)]
+pub struct NestedTransaction {
+    session_id: u64,
+    depth: usize,
+}
+
+impl NestedTransaction {
+    fn check(&self, session: &Session) -> Result<()> {
+        if session.id() == self.session_id {
+            Ok(())
+        } else {
+            Err(Error::InactiveSavepoint)
+        }
+    }
+
+    /// Flushes and releases the savepoint: its work becomes part of the enclosing transaction.
+    pub fn commit(self, session: &mut Session) -> Result<()> {
+        self.check(session)?;
+        session.core().commit_nested(self.depth)
+    }
+
+    /// Rolls back to the savepoint: the database and the session return to where they were
+    /// when it began (objects added in it are expunged, objects deleted in it are persistent
+    /// again, objects changed in it are expired). The enclosing transaction goes on.
+    pub fn rollback(self, session: &mut Session) -> Result<()> {
+        self.check(session)?;
+        session.core().rollback_nested(self.depth)
+    }
+}
+
 impl Session {
     pub(crate) fn new(options: SessionOptions) -> Session {
         let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new_cyclic(|weak: &Weak<Shared>| Shared {
-            core: Mutex::new(Core {
-                id,
-                options,
-                link: SessionLink::new(id, weak.clone()),
-                shared: weak.clone(),
-                conn: None,
-                tx: Tx::None,
-                stores: Vec::new(),
-                by_type: HashMap::new(),
-            }),
+            core: Mutex::new(Core::new(id, options, weak.clone())),
         });
         Session {
             shared,
@@ -151,11 +151,43 @@ impl Session {
         self.core().delete(obj)
     }
 
+    /// Copies the state of a detached or transient object onto the session's object with the
+    /// same primary key (loading it if the session does not hold it), or onto a new pending
+    /// object when there is no such row; returns the session's object. `source` itself is
+    /// left as it was.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use orm::__doc::*;
+    /// # fn main() -> Result<(), orm::Error> {
+    /// # let (_engine, factory) = setup();
+    /// let mut session = factory.session();
+    /// let ed = session.add(User::new("ed", 30))?;
+    /// session.commit()?;
+    /// // A copy arriving from elsewhere, e.g. deserialized from a request:
+    /// let incoming = User { id: ed.identity_key(), name: "ed".into(), age: 31 };
+    /// let merged = session.merge(incoming)?;
+    /// assert!(merged.ptr_eq(&ed));
+    /// assert!(ed.is_modified()); // the age change will be flushed
+    /// # Ok(()) }
+    /// ```
+    pub fn merge<T: Mapped>(&mut self, source: impl Into<Obj<T>>) -> Result<Obj<T>> {
+        self.core().merge(&source.into(), true)
+    }
+
+    /// [`merge`](Self::merge) with `load = false`: the source is trusted to be the row's
+    /// current state. No SELECT is issued; when the session does not hold the key, the
+    /// result is a persistent object built from the source, which must carry no changes.
+    pub fn merge_without_load<T: Mapped>(&mut self, source: impl Into<Obj<T>>) -> Result<Obj<T>> {
+        self.core().merge(&source.into(), false)
+    }
+
     /// Writes all pending changes to the database, in the session's transaction.
     ///
-    /// When a statement fails, the transaction is rolled back, nothing of the flush remains in
-    /// the database, every object keeps its state, and the session requires
-    /// [`rollback`](Self::rollback).
+    /// When a statement fails, the transaction is rolled back (inside a savepoint, only the
+    /// savepoint), nothing of the flush remains in the database, every object keeps its
+    /// state, and the session requires [`rollback`](Self::rollback).
     pub fn flush(&mut self) -> Result<()> {
         self.core().flush()
     }
@@ -163,6 +195,46 @@ impl Session {
     /// Begins a transaction explicitly (needed when autobegin is off).
     pub fn begin(&mut self) -> Result<()> {
         self.core().begin()
+    }
+
+    /// Flushes and opens a SAVEPOINT (SQLAlchemy's `begin_nested`). Savepoints nest to any
+    /// depth.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use orm::__doc::*;
+    /// # fn main() -> Result<(), orm::Error> {
+    /// # let (_engine, factory) = setup();
+    /// let mut session = factory.session();
+    /// let kept = session.add(User::new("kept", 1))?;
+    /// let nested = session.begin_nested()?;
+    /// let undone = session.add(User::new("undone", 2))?;
+    /// nested.rollback(&mut session)?;
+    /// assert_eq!(undone.state(), ObjectState::Transient);
+    /// session.commit()?;
+    /// assert_eq!(session.query::<User>().all()?.len(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn begin_nested(&mut self) -> Result<NestedTransaction> {
+        let depth = self.core().begin_nested()?;
+        Ok(NestedTransaction {
+            session_id: self.id(),
+            depth,
+        })
+    }
+
+    /// Runs `f` inside a savepoint: released when `f` returns `Ok`, rolled back when it returns
+    /// `Err` (the error is returned; the enclosing transaction goes on).
+    pub fn nested<R>(&mut self, f: impl FnOnce(&mut Session) -> Result<R>) -> Result<R> {
+        let sp = self.begin_nested()?;
+        match f(self) {
+            Ok(r) => sp.commit(self).map(|()| r),
+            Err(e) => {
+                sp.rollback(self)?;
+                Err(e)
+            }
+        }
     }
 
     /// Flushes, then commits the transaction. With `expire_on_commit`, every object is
@@ -191,6 +263,46 @@ impl Session {
     /// Removes every object from the session without touching the transaction.
     pub fn expunge_all(&mut self) {
         self.core().expunge_all();
+    }
+
+    /// Makes an object transient: out of its session (if it is in this one) and without
+    /// database identity, keeping its attribute values.
+    pub fn make_transient<T: Mapped>(&mut self, obj: &Obj<T>) -> Result<()> {
+        self.core().make_transient(obj)
+    }
+
+    /// Makes a transient object whose primary key is set detached, as if it had been loaded
+    /// and expunged; `add` then makes it persistent without an INSERT.
+    pub fn make_transient_to_detached<T: Mapped>(&mut self, obj: &Obj<T>) -> Result<()> {
+        self.core().make_transient_to_detached(obj)
+    }
+
+    /// Expires one object: its next read loads the current row. Unflushed changes to it are
+    /// discarded.
+    pub fn expire<T: Mapped>(&mut self, obj: &Obj<T>) -> Result<()> {
+        self.core().expire(obj, None)
+    }
+
+    /// Expires some columns of one object: `session.expire_columns(&u, &[&User::name])`.
+    /// The next read reloads them and keeps the other columns as they are.
+    pub fn expire_columns<T: Mapped>(
+        &mut self,
+        obj: &Obj<T>,
+        columns: &[&dyn ColumnOf<T>],
+    ) -> Result<()> {
+        let columns: Vec<usize> = columns.iter().map(|c| c.position()).collect();
+        self.core().expire(obj, Some(&columns))
+    }
+
+    /// Expires every object of the session in O(1).
+    pub fn expire_all(&mut self) {
+        self.core().expire_all();
+    }
+
+    /// Loads the object's row now, discarding unflushed changes to it.
+    /// [`Error::ObjectDeleted`] when the row no longer exists.
+    pub fn refresh<T: Mapped>(&mut self, obj: &Obj<T>) -> Result<()> {
+        self.core().refresh_now(obj)
     }
 
     /// The state of an object with respect to this session.
@@ -230,6 +342,20 @@ impl Session {
         self.core().options.autoflush = on;
     }
 
+    /// Runs `f` with autoflush suspended (SQLAlchemy's `no_autoflush`), restoring the setting
+    /// afterwards, also when `f` fails.
+    pub fn no_autoflush<R>(&mut self, f: impl FnOnce(&mut Session) -> R) -> R {
+        struct Restore(Arc<Shared>, bool);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                self.0.core.lock().options.autoflush = self.1;
+            }
+        }
+        let before = std::mem::replace(&mut self.core().options.autoflush, false);
+        let _restore = Restore(self.shared.clone(), before);
+        f(self)
+    }
+
     /// The session's options (after sessionmaker configuration and per-call overrides).
     pub fn options(&self) -> SessionOptions {
         self.core().options.clone()
@@ -240,12 +366,12 @@ impl Session {
         self.core().options.info.clone()
     }
 
-    /// How many objects the identity map holds.
+    /// How many live objects the identity map holds.
     pub fn len(&self) -> usize {
         self.core().stores.iter().map(|s| s.len()).sum()
     }
 
-    /// Whether the identity map is empty.
+    /// Whether the identity map holds no live object.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -262,394 +388,4 @@ impl Drop for Session {
         // Like leaving SQLAlchemy's `with Session() as session:` block.
         let _ = self.core().close();
     }
-}
-
-/// `table.pk1 = $1 AND table.pk2 = $2`
-fn key_filter<T: Mapped>(key: &T::Key) -> Expr {
-    let t = T::TABLE;
-    let terms: Vec<Expr> = t
-        .primary_key
-        .iter()
-        .zip(key.values())
-        .map(|(&c, v)| Expr::Binary {
-            op: BinOp::Eq,
-            left: Box::new(Expr::Column {
-                table: t.name,
-                column: t.columns[c].name,
-            }),
-            right: Box::new(Expr::Param(v)),
-        })
-        .collect();
-    if terms.len() == 1 {
-        terms.into_iter().next().expect("one term")
-    } else {
-        Expr::And(terms)
-    }
-}
-
-impl Core {
-    pub(crate) fn store<T: Mapped>(&mut self) -> &mut Store<T> {
-        let i = match self.by_type.get(&TypeId::of::<T>()) {
-            Some(&i) => i,
-            None => {
-                self.stores.push(Box::new(Store::<T>::default()));
-                self.by_type
-                    .insert(TypeId::of::<T>(), self.stores.len() - 1);
-                self.stores.len() - 1
-            }
-        };
-        self.stores[i]
-            .as_any()
-            .downcast_mut()
-            .expect("store of the right type")
-    }
-
-    fn check_usable(&self) -> Result<()> {
-        match &self.tx {
-            Tx::Failed(cause) => Err(Error::PendingRollback {
-                cause: cause.clone(),
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    fn begin(&mut self) -> Result<()> {
-        self.check_usable()?;
-        if matches!(self.tx, Tx::Active { .. }) {
-            return Err(Error::TransactionAlreadyBegun);
-        }
-        self.begin_tx()
-    }
-
-    fn begin_tx(&mut self) -> Result<()> {
-        let conn = match (&self.conn, &self.options.bind) {
-            (Some(c), _) => c.clone(),
-            (None, Some(Bind::Engine(e))) => e.connection()?,
-            (None, Some(Bind::Connection(c))) => c.clone(),
-            (None, None) => return Err(Error::Unbound),
-        };
-        let owned = !conn.in_transaction();
-        if owned {
-            conn.begin()?;
-        }
-        self.conn = Some(conn);
-        self.tx = Tx::Active { owned };
-        Ok(())
-    }
-
-    /// The transaction's connection; begins the transaction when autobegin allows.
-    pub(crate) fn connection(&mut self) -> Result<Connection> {
-        self.check_usable()?;
-        if matches!(self.tx, Tx::None) {
-            if !self.options.autobegin {
-                return Err(Error::NoTransaction);
-            }
-            self.begin_tx()?;
-        }
-        Ok(self
-            .conn
-            .clone()
-            .expect("an active transaction has a connection"))
-    }
-
-    pub(crate) fn autoflush(&mut self) -> Result<()> {
-        if self.options.autoflush {
-            self.flush()
-        } else {
-            self.check_usable()
-        }
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        self.check_usable()?;
-        if !self.stores.iter().any(|s| s.has_changes()) {
-            return Ok(());
-        }
-        let conn = self.connection()?;
-        match unit_of_work::run(&mut self.stores, &conn) {
-            Ok(()) => {
-                self.stores.iter_mut().for_each(|s| s.finish_flush());
-                Ok(())
-            }
-            Err(e) => {
-                self.stores.iter_mut().for_each(|s| s.undo_flush());
-                // Nothing of a failed flush may remain: the whole transaction is rolled back,
-                // as SQLAlchemy does, and the session waits for rollback().
-                let _ = conn.rollback();
-                self.tx = Tx::Failed(e.to_string());
-                Err(e)
-            }
-        }
-    }
-
-    fn release(&mut self) {
-        if matches!(self.options.bind, Some(Bind::Engine(_))) {
-            self.conn = None;
-        }
-    }
-
-    fn expire_all(&mut self) {
-        self.link.epoch.fetch_add(1, Ordering::AcqRel);
-    }
-
-    fn commit(&mut self) -> Result<()> {
-        self.flush()?;
-        if let Tx::Active { owned } = self.tx {
-            let conn = self
-                .conn
-                .clone()
-                .expect("active transaction has a connection");
-            self.tx = Tx::None;
-            if owned {
-                if let Err(e) = conn.commit() {
-                    self.stores.iter_mut().for_each(|s| s.after_rollback());
-                    self.expire_all();
-                    self.release();
-                    return Err(e.into());
-                }
-            }
-        }
-        self.stores.iter_mut().for_each(|s| s.after_commit());
-        if self.options.expire_on_commit {
-            self.expire_all();
-        }
-        self.release();
-        Ok(())
-    }
-
-    fn rollback(&mut self) -> Result<()> {
-        let tx = std::mem::replace(&mut self.tx, Tx::None);
-        let result = match (tx, &self.conn) {
-            (Tx::Active { .. }, Some(conn)) => conn.rollback().map_err(Error::from),
-            _ => Ok(()),
-        };
-        self.stores.iter_mut().for_each(|s| s.after_rollback());
-        self.expire_all();
-        self.release();
-        result
-    }
-
-    fn close(&mut self) -> Result<()> {
-        let result = match self.tx {
-            Tx::Active { owned: true } | Tx::Failed(_) => self.rollback(),
-            // A joined external transaction belongs to its owner: closing leaves it alone.
-            Tx::Active { owned: false } | Tx::None => {
-                self.tx = Tx::None;
-                Ok(())
-            }
-        };
-        self.expunge_all();
-        self.conn = None;
-        result
-    }
-
-    fn expunge_all(&mut self) {
-        // Objects see their link marked detached; pending ones become transient, the others
-        // detached. Expiry state is kept: the old link's epoch no longer moves.
-        self.link.detached.store(true, Ordering::Release);
-        self.link = SessionLink::new(self.id, self.shared.clone());
-        self.stores.clear();
-        self.by_type.clear();
-    }
-
-    fn add<T: Mapped>(&mut self, obj: &Obj<T>) -> Result<()> {
-        let mut d = obj.lock_data();
-        if let Some(other) = d.attached() {
-            if other.session_id == self.id {
-                return Ok(());
-            }
-            return Err(Error::AttachedElsewhere {
-                table: T::TABLE.name,
-                other: other.session_id,
-                this: self.id,
-            });
-        }
-        let expired = d.is_expired();
-        d.link = Some(self.link.clone());
-        d.mark_loaded();
-        d.expired = expired;
-        if !d.identity {
-            d.status = Status::Pending;
-            drop(d);
-            self.store::<T>().new.push(obj.clone());
-            return Ok(());
-        }
-        // A detached object returns to persistent, with the changes it carries.
-        let key = d.value.key().expect("an object with identity has a key");
-        let store = self.store::<T>();
-        if store.identity.contains_key(&key) {
-            d.link = None;
-            return Err(Error::IdentityConflict {
-                table: T::TABLE.name,
-                key: format!("{key:?}"),
-            });
-        }
-        d.status = Status::Persistent;
-        let queue = !d.changed.is_empty();
-        d.queued = queue;
-        drop(d);
-        store.identity.insert(key, obj.clone());
-        if queue {
-            store.dirty.push(obj.clone());
-        }
-        Ok(())
-    }
-
-    fn delete<T: Mapped>(&mut self, obj: &Obj<T>) -> Result<()> {
-        let state = obj.state();
-        match state {
-            ObjectState::Transient | ObjectState::Pending => {
-                return Err(Error::NotPersisted {
-                    table: T::TABLE.name,
-                })
-            }
-            ObjectState::Detached => self.add(obj)?,
-            ObjectState::Deleted => return Ok(()),
-            ObjectState::Persistent => {}
-        }
-        let mut d = obj.lock_data();
-        if d.attached().map(|l| l.session_id) != Some(self.id) {
-            return Err(Error::NotInSession {
-                table: T::TABLE.name,
-            });
-        }
-        if d.status == Status::Persistent {
-            d.status = Status::MarkedDeleted;
-            drop(d);
-            self.store::<T>().deleted.push(obj.clone());
-        }
-        Ok(())
-    }
-
-    fn expunge<T: Mapped>(&mut self, obj: &Obj<T>) -> Result<()> {
-        let (key, identity) = {
-            let mut d = obj.lock_data();
-            if d.attached().map(|l| l.session_id) != Some(self.id) {
-                return Err(Error::NotInSession {
-                    table: T::TABLE.name,
-                });
-            }
-            d.expired = d.is_expired();
-            d.link = None;
-            d.queued = false;
-            if d.status == Status::MarkedDeleted {
-                d.status = Status::Persistent;
-            }
-            (d.value.key(), d.identity)
-        };
-        let store = self.store::<T>();
-        let keep = |o: &Obj<T>| !o.ptr_eq(obj);
-        store.new.retain(keep);
-        store.dirty.retain(keep);
-        store.deleted.retain(keep);
-        store.inserted.retain(keep);
-        store.removed.retain(keep);
-        if let (Some(key), true) = (key, identity) {
-            if store.identity.get(&key).is_some_and(|o| o.ptr_eq(obj)) {
-                store.identity.remove(&key);
-            }
-        }
-        Ok(())
-    }
-
-    fn get<T: Mapped>(&mut self, key: T::Key) -> Result<Option<Obj<T>>> {
-        self.check_usable()?;
-        if let Some(obj) = self.store::<T>().identity.get(&key) {
-            let d = obj.read_data()?;
-            if !d.is_expired() {
-                return Ok(match d.status {
-                    Status::Persistent | Status::MarkedDeleted => Some(obj.clone()),
-                    _ => None,
-                });
-            }
-        }
-        self.autoflush()?;
-        let mut found = self.load::<T>(Select {
-            table: T::TABLE,
-            filter: Some(key_filter::<T>(&key)),
-            order_by: Vec::new(),
-            limit: None,
-            offset: None,
-        })?;
-        Ok(found.pop())
-    }
-
-    /// Loads an expired object's row again.
-    fn refresh<T: Mapped>(&mut self, obj: &Obj<T>) -> Result<()> {
-        let key = {
-            let d = obj.read_data()?;
-            if !d.is_expired() {
-                return Ok(());
-            }
-            d.value.key().ok_or(Error::NotPersisted {
-                table: T::TABLE.name,
-            })?
-        };
-        let found = self.load::<T>(Select {
-            table: T::TABLE,
-            filter: Some(key_filter::<T>(&key)),
-            order_by: Vec::new(),
-            limit: None,
-            offset: None,
-        })?;
-        if found.is_empty() {
-            return Err(Error::ObjectDeleted {
-                table: T::TABLE.name,
-                key: format!("{key:?}"),
-            });
-        }
-        if obj.is_expired() {
-            // Not the object the identity map holds for this key: refresh it directly.
-            let fresh = found[0].read_data()?.value.clone_row();
-            let mut d = obj.lock_data();
-            d.value = fresh;
-            d.mark_loaded();
-        }
-        Ok(())
-    }
-
-    /// Runs a SELECT of all columns of `T` and returns its rows as identity-mapped objects.
-    pub(crate) fn load<T: Mapped>(&mut self, select: Select) -> Result<Vec<Obj<T>>> {
-        let conn = self.connection()?;
-        let link = self.link.clone();
-        let store = self.store::<T>();
-        let mut out = Vec::new();
-        conn.query_statement(Statement::Select(select), |row| {
-            out.push(object_from_row(store, &link, row)?);
-            Ok(())
-        })?;
-        Ok(out)
-    }
-}
-
-/// The identity-mapped object for one row: the object already held for its key (reloaded if
-/// expired), or a new persistent object.
-fn object_from_row<T: Mapped>(
-    store: &mut Store<T>,
-    link: &Arc<SessionLink>,
-    row: &Row<'_>,
-) -> orm_core::error::Result<Obj<T>> {
-    let key = T::key_from_row(row, 0)?;
-    if let Some(obj) = store.identity.get(&key) {
-        let mut d = obj.lock_data();
-        if d.is_expired() {
-            d.value = T::from_row(row, 0)?;
-            d.changed = ColumnSet::default();
-            d.mark_loaded();
-        }
-        drop(d);
-        return Ok(obj.clone());
-    }
-    let obj = Obj::with_data(ObjData {
-        value: T::from_row(row, 0)?,
-        link: Some(link.clone()),
-        status: Status::Persistent,
-        identity: true,
-        epoch: link.epoch(),
-        expired: false,
-        changed: ColumnSet::default(),
-        queued: false,
-    });
-    store.identity.insert(key, obj.clone());
-    Ok(obj)
 }

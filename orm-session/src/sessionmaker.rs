@@ -98,6 +98,48 @@ impl fmt::Debug for Info {
     }
 }
 
+/// How a session bound to a [`Connection`] that is already in a transaction joins it
+/// (SQLAlchemy 2.x's `join_transaction_mode`). A connection without a transaction is simply
+/// used: the session begins, commits and rolls back its own transaction on it.
+///
+/// # Examples
+///
+/// The test-fixture pattern: an outer transaction the test rolls back, a session whose
+/// commits only release savepoints inside it.
+///
+/// ```
+/// # use orm::__doc::*;
+/// # fn main() -> Result<(), orm::Error> {
+/// # let (engine, factory) = setup();
+/// use orm::JoinTransactionMode;
+/// let conn = engine.connection()?;
+/// conn.begin()?;
+/// let mut session = factory.session_with(|o| {
+///     o.bind(&conn).join_transaction_mode(JoinTransactionMode::CreateSavepoint);
+/// });
+/// session.add(User::new("ed", 30))?;
+/// session.commit()?;          // releases the session's savepoint only
+/// drop(session);
+/// conn.rollback()?;           // nothing is left behind
+/// assert!(factory.session().query::<User>().all()?.is_empty());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JoinTransactionMode {
+    /// The default: `CreateSavepoint` when the connection is inside a savepoint, else
+    /// `RollbackOnly`.
+    #[default]
+    ConservativeSavepoint,
+    /// The session opens its own SAVEPOINT: commit releases it, rollback and close roll back
+    /// to it; the caller's transaction is never ended by the session.
+    CreateSavepoint,
+    /// Commit only flushes; rollback rolls back the caller's transaction; close leaves it.
+    RollbackOnly,
+    /// The session treats the transaction as its own: commit commits it, rollback and close
+    /// roll it back.
+    ControlFully,
+}
+
 /// The arguments of a session, as in SQLAlchemy's `sessionmaker(...)`.
 #[derive(Clone, Debug)]
 pub struct SessionOptions {
@@ -105,6 +147,7 @@ pub struct SessionOptions {
     pub(crate) autoflush: bool,
     pub(crate) expire_on_commit: bool,
     pub(crate) autobegin: bool,
+    pub(crate) join_transaction_mode: JoinTransactionMode,
     pub(crate) info: Info,
 }
 
@@ -115,6 +158,7 @@ impl Default for SessionOptions {
             autoflush: true,
             expire_on_commit: true,
             autobegin: true,
+            join_transaction_mode: JoinTransactionMode::default(),
             info: Info::default(),
         }
     }
@@ -141,6 +185,11 @@ impl SessionOptions {
         self.autobegin = on;
         self
     }
+    /// How to join a transaction already begun on a bound connection.
+    pub fn join_transaction_mode(&mut self, mode: JoinTransactionMode) -> &mut Self {
+        self.join_transaction_mode = mode;
+        self
+    }
     /// Adds an entry to `info`; entries given per call are merged into the factory's.
     pub fn info<V: Any + Send + Sync>(&mut self, key: impl Into<String>, value: V) -> &mut Self {
         self.info.insert(key, value);
@@ -161,6 +210,10 @@ impl SessionOptions {
     /// The autobegin setting.
     pub fn get_autobegin(&self) -> bool {
         self.autobegin
+    }
+    /// The join_transaction_mode setting.
+    pub fn get_join_transaction_mode(&self) -> JoinTransactionMode {
+        self.join_transaction_mode
     }
     /// The info dictionary.
     pub fn get_info(&self) -> &Info {
@@ -251,6 +304,11 @@ impl<S: FromSession> SessionMakerBuilder<S> {
     /// Begin a transaction on first use (default true).
     pub fn autobegin(mut self, on: bool) -> Self {
         self.options.autobegin(on);
+        self
+    }
+    /// How to join a transaction already begun on a bound connection.
+    pub fn join_transaction_mode(mut self, mode: JoinTransactionMode) -> Self {
+        self.options.join_transaction_mode(mode);
         self
     }
     /// Adds an entry to the sessions' `info`.

@@ -43,6 +43,8 @@ pub struct Connection {
 struct Inner {
     conn: r2d2::PooledConnection<Manager>,
     in_transaction: bool,
+    /// Open savepoints, outermost first.
+    savepoints: Vec<String>,
     echo: bool,
 }
 
@@ -139,6 +141,7 @@ impl Connection {
             inner: Arc::new(Mutex::new(Inner {
                 conn,
                 in_transaction: false,
+                savepoints: Vec::new(),
                 echo,
             })),
             dialect,
@@ -215,6 +218,7 @@ impl Connection {
             ));
         }
         inner.in_transaction = false;
+        inner.savepoints.clear();
         inner.control("COMMIT")
     }
 
@@ -225,7 +229,73 @@ impl Connection {
             return Ok(());
         }
         inner.in_transaction = false;
+        inner.savepoints.clear();
         inner.control("ROLLBACK")
+    }
+
+    /// Opens a SAVEPOINT inside the current transaction.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use orm_core::engine::Engine;
+    /// let conn = Engine::connect("sqlite::memory:")?.connection()?;
+    /// conn.execute("CREATE TABLE t (x INTEGER)", &[])?;
+    /// conn.begin()?;
+    /// conn.execute("INSERT INTO t VALUES (1)", &[])?;
+    /// conn.savepoint("sp1")?;
+    /// conn.execute("INSERT INTO t VALUES (2)", &[])?;
+    /// assert!(conn.in_savepoint());
+    /// conn.rollback_to_savepoint("sp1")?; // undoes only the second INSERT
+    /// conn.commit()?;
+    /// let mut n = 0;
+    /// conn.query("SELECT count(*) FROM t", &[], |r| { n = r.get::<i64>(0).unwrap().unwrap(); Ok(()) })?;
+    /// assert_eq!(n, 1);
+    /// # Ok::<(), orm_core::error::Error>(())
+    /// ```
+    pub fn savepoint(&self, name: &str) -> Result<()> {
+        let mut inner = self.inner.lock();
+        if !inner.in_transaction {
+            return Err(Error::Transaction("a savepoint needs a transaction"));
+        }
+        let mut sql = String::from("SAVEPOINT ");
+        self.dialect.quote_into(&mut sql, name);
+        inner.control(&sql)?;
+        inner.savepoints.push(name.to_owned());
+        Ok(())
+    }
+
+    /// Releases a savepoint (and every savepoint opened after it), keeping its work.
+    pub fn release_savepoint(&self, name: &str) -> Result<()> {
+        self.end_savepoint(name, "RELEASE SAVEPOINT ", false)
+    }
+
+    /// Rolls back to a savepoint and releases it (and every savepoint opened after it); the
+    /// transaction goes on.
+    pub fn rollback_to_savepoint(&self, name: &str) -> Result<()> {
+        self.end_savepoint(name, "ROLLBACK TO SAVEPOINT ", true)
+    }
+
+    fn end_savepoint(&self, name: &str, verb: &str, then_release: bool) -> Result<()> {
+        let mut inner = self.inner.lock();
+        let Some(at) = inner.savepoints.iter().rposition(|s| s == name) else {
+            return Err(Error::Transaction("no such savepoint on this connection"));
+        };
+        let mut sql = String::from(verb);
+        self.dialect.quote_into(&mut sql, name);
+        inner.control(&sql)?;
+        if then_release {
+            let mut sql = String::from("RELEASE SAVEPOINT ");
+            self.dialect.quote_into(&mut sql, name);
+            inner.control(&sql)?;
+        }
+        inner.savepoints.truncate(at);
+        Ok(())
+    }
+
+    /// Whether a savepoint is open.
+    pub fn in_savepoint(&self) -> bool {
+        !self.inner.lock().savepoints.is_empty()
     }
 
     /// Runs statements in one transaction (used for DDL).

@@ -1,0 +1,457 @@
+//! The session's state behind its lock: options, transaction, stores; and what it does to
+//! objects (add, delete, expunge, merge, expire, refresh) and to rows it loads.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+use orm_core::engine::row::Row;
+use orm_core::engine::Connection;
+use orm_core::model::{ColumnSet, Mapped, PrimaryKey};
+use orm_core::sql::ast::{BinOp, Expr, Select, Statement};
+
+use crate::error::{Error, Result};
+use crate::identity_map::{AnyStore, Store};
+use crate::object::{Obj, ObjData, SessionLink};
+use crate::session::Shared;
+use crate::sessionmaker::SessionOptions;
+use crate::state::{ObjectState, Status};
+use crate::transaction::{Frame, Tx};
+
+pub(crate) struct Core {
+    pub(crate) id: u64,
+    pub(crate) options: SessionOptions,
+    pub(crate) link: Arc<SessionLink>,
+    pub(crate) shared: Weak<Shared>,
+    pub(crate) conn: Option<Connection>,
+    pub(crate) tx: Tx,
+    /// Open savepoints of the session, outermost first.
+    pub(crate) frames: Vec<Frame>,
+    pub(crate) stores: Vec<Box<dyn AnyStore>>,
+    pub(crate) by_type: HashMap<TypeId, usize>,
+}
+
+/// `table.pk1 = $1 AND table.pk2 = $2`
+pub(crate) fn key_filter<T: Mapped>(key: &T::Key) -> Expr {
+    let t = T::TABLE;
+    let mut terms: Vec<Expr> = t
+        .primary_key
+        .iter()
+        .zip(key.values())
+        .map(|(&c, v)| Expr::Binary {
+            op: BinOp::Eq,
+            left: Box::new(Expr::Column {
+                table: t.name,
+                column: t.columns[c].name,
+            }),
+            right: Box::new(Expr::Param(v)),
+        })
+        .collect();
+    if terms.len() == 1 {
+        terms.pop().expect("one term")
+    } else {
+        Expr::And(terms)
+    }
+}
+
+fn select_by_key<T: Mapped>(key: &T::Key) -> Select {
+    Select {
+        table: T::TABLE,
+        filter: Some(key_filter::<T>(key)),
+        order_by: Vec::new(),
+        limit: None,
+        offset: None,
+    }
+}
+
+impl Core {
+    pub(crate) fn new(id: u64, options: SessionOptions, shared: Weak<Shared>) -> Core {
+        Core {
+            id,
+            options,
+            link: SessionLink::new(id, shared.clone()),
+            shared,
+            conn: None,
+            tx: Tx::None,
+            frames: Vec::new(),
+            stores: Vec::new(),
+            by_type: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn store<T: Mapped>(&mut self) -> &mut Store<T> {
+        let i = match self.by_type.get(&TypeId::of::<T>()) {
+            Some(&i) => i,
+            None => {
+                self.stores.push(Box::new(Store::<T>::default()));
+                self.by_type
+                    .insert(TypeId::of::<T>(), self.stores.len() - 1);
+                self.stores.len() - 1
+            }
+        };
+        self.stores[i]
+            .as_any()
+            .downcast_mut()
+            .expect("store of the right type")
+    }
+
+    /// Whether `obj` is attached to this session.
+    fn owns<T: Mapped>(&self, d: &ObjData<T>) -> bool {
+        d.attached().is_some_and(|l| l.session_id == self.id)
+    }
+
+    pub(crate) fn expunge_all(&mut self) {
+        // Objects see their link marked detached; pending ones become transient, the others
+        // detached. Expiry state is kept: the old link's epoch no longer moves.
+        self.link.detached.store(true, Ordering::Release);
+        self.link = SessionLink::new(self.id, self.shared.clone());
+        self.stores.clear();
+        self.by_type.clear();
+    }
+
+    pub(crate) fn add<T: Mapped>(&mut self, obj: &Obj<T>) -> Result<()> {
+        let mut d = obj.lock_data();
+        if let Some(other) = d.attached() {
+            if other.session_id == self.id {
+                return Ok(());
+            }
+            return Err(Error::AttachedElsewhere {
+                table: T::TABLE.name,
+                other: other.session_id,
+                this: self.id,
+            });
+        }
+        let expired = d.is_wholly_expired();
+        d.link = Some(self.link.clone());
+        d.epoch = self.link.epoch();
+        d.expired = expired;
+        if !d.identity {
+            d.status = Status::Pending;
+            drop(d);
+            self.store::<T>().new.push(obj.clone());
+            return Ok(());
+        }
+        // A detached object returns to persistent, with the changes it carries.
+        let key = d.value.key().expect("an object with identity has a key");
+        let store = self.store::<T>();
+        if store.lookup(&key).is_some() {
+            d.link = None;
+            return Err(Error::IdentityConflict {
+                table: T::TABLE.name,
+                key: format!("{key:?}"),
+            });
+        }
+        d.status = Status::Persistent;
+        let queue = !d.changed.is_empty();
+        d.queued = queue;
+        drop(d);
+        store.map(key, obj);
+        if queue {
+            store.dirty.push(obj.clone());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn delete<T: Mapped>(&mut self, obj: &Obj<T>) -> Result<()> {
+        match obj.state() {
+            ObjectState::Transient | ObjectState::Pending => {
+                return Err(Error::NotPersisted {
+                    table: T::TABLE.name,
+                })
+            }
+            ObjectState::Detached => self.add(obj)?,
+            ObjectState::Deleted | ObjectState::Persistent => {}
+        }
+        let mut d = obj.lock_data();
+        if !self.owns(&d) {
+            return Err(Error::NotInSession {
+                table: T::TABLE.name,
+            });
+        }
+        if d.status == Status::Persistent {
+            d.status = Status::MarkedDeleted;
+            drop(d);
+            self.store::<T>().deleted.push(obj.clone());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn expunge<T: Mapped>(&mut self, obj: &Obj<T>) -> Result<()> {
+        let key = {
+            let mut d = obj.lock_data();
+            if !self.owns(&d) {
+                return Err(Error::NotInSession {
+                    table: T::TABLE.name,
+                });
+            }
+            d.expired = d.is_wholly_expired();
+            d.link = None;
+            d.queued = false;
+            if d.status == Status::MarkedDeleted {
+                d.status = Status::Persistent;
+            }
+            if d.identity {
+                d.value.key()
+            } else {
+                None
+            }
+        };
+        self.store::<T>().forget(obj, key.as_ref());
+        Ok(())
+    }
+
+    /// SQLAlchemy's `make_transient`: out of the session, and without database identity.
+    pub(crate) fn make_transient<T: Mapped>(&mut self, obj: &Obj<T>) -> Result<()> {
+        if obj.session_id() == Some(self.id) {
+            self.expunge(obj)?;
+        }
+        let mut d = obj.lock_data();
+        if d.attached().is_some() {
+            return Err(Error::AttachedElsewhere {
+                table: T::TABLE.name,
+                other: d.attached().map_or(0, |l| l.session_id),
+                this: self.id,
+            });
+        }
+        d.identity = false;
+        d.link = None;
+        d.expired = false;
+        d.expired_columns = None;
+        d.changed = ColumnSet::default();
+        d.status = Status::Pending;
+        Ok(())
+    }
+
+    /// SQLAlchemy's `make_transient_to_detached`: a transient object whose key is set becomes
+    /// detached, as if loaded and then expunged.
+    pub(crate) fn make_transient_to_detached<T: Mapped>(&mut self, obj: &Obj<T>) -> Result<()> {
+        let mut d = obj.lock_data();
+        if d.identity || d.attached().is_some() {
+            return Err(Error::NotTransient {
+                table: T::TABLE.name,
+            });
+        }
+        if d.value.key().is_none() {
+            return Err(Error::NoIdentity {
+                table: T::TABLE.name,
+            });
+        }
+        d.identity = true;
+        d.link = None;
+        d.status = Status::Persistent;
+        d.changed = ColumnSet::default();
+        d.mark_loaded();
+        Ok(())
+    }
+
+    /// Expires the object, or only `columns` of it; their unflushed changes are discarded.
+    pub(crate) fn expire<T: Mapped>(
+        &mut self,
+        obj: &Obj<T>,
+        columns: Option<&[usize]>,
+    ) -> Result<()> {
+        let mut d = obj.lock_data();
+        if !self.owns(&d) || !d.identity {
+            return Err(Error::NotInSession {
+                table: T::TABLE.name,
+            });
+        }
+        match columns {
+            None => {
+                d.expired = true;
+                d.changed = ColumnSet::default();
+            }
+            Some(columns) => {
+                let mut set = d.expired_columns.take().map(|b| *b).unwrap_or_default();
+                for &c in columns {
+                    set.insert(c);
+                    d.changed.remove(c);
+                }
+                d.expired_columns = Some(Box::new(set));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reloads the object's row now, discarding unflushed changes.
+    pub(crate) fn refresh_now<T: Mapped>(&mut self, obj: &Obj<T>) -> Result<()> {
+        self.expire(obj, None)?;
+        self.refresh(obj)
+    }
+
+    pub(crate) fn get<T: Mapped>(&mut self, key: T::Key) -> Result<Option<Obj<T>>> {
+        self.check_usable()?;
+        if let Some(obj) = self.store::<T>().lookup(&key) {
+            let d = obj.read_data()?;
+            if !d.is_expired() {
+                return Ok(match d.status {
+                    Status::Persistent | Status::MarkedDeleted => Some(obj.clone()),
+                    _ => None,
+                });
+            }
+        }
+        self.autoflush()?;
+        Ok(self.load::<T>(select_by_key::<T>(&key))?.pop())
+    }
+
+    /// Loads an expired object's row again; `ObjectDeleted` when the row is gone.
+    pub(crate) fn refresh<T: Mapped>(&mut self, obj: &Obj<T>) -> Result<()> {
+        let key = {
+            let d = obj.read_data()?;
+            if !d.is_expired() {
+                return Ok(());
+            }
+            d.value.key().ok_or(Error::NotPersisted {
+                table: T::TABLE.name,
+            })?
+        };
+        let found = self.load::<T>(select_by_key::<T>(&key))?;
+        let Some(row_obj) = found.into_iter().next() else {
+            return Err(Error::ObjectDeleted {
+                table: T::TABLE.name,
+                key: format!("{key:?}"),
+            });
+        };
+        if !row_obj.ptr_eq(obj) {
+            // `obj` is not the object the identity map holds for this key: copy the row.
+            let fresh = row_obj.read_data()?.value.clone_row();
+            let mut d = obj.lock_data();
+            d.value = fresh;
+            d.mark_loaded();
+        }
+        Ok(())
+    }
+
+    /// SQLAlchemy's `merge`: copies the state of `source` onto the session's object with the
+    /// same key (loaded when `load` and not held), or onto a new pending object; returns it.
+    pub(crate) fn merge<T: Mapped>(&mut self, source: &Obj<T>, load: bool) -> Result<Obj<T>> {
+        if source.session_id() == Some(self.id) {
+            return Ok(source.clone());
+        }
+        let (value, key, clean) = {
+            let d = source.read_data()?;
+            if d.is_expired() {
+                return Err(Error::DetachedInstance {
+                    table: T::TABLE.name,
+                });
+            }
+            (d.value.clone_row(), d.value.key(), d.changed.is_empty())
+        };
+        let Some(key) = key else {
+            let obj = Obj::new(value);
+            self.add(&obj)?;
+            return Ok(obj);
+        };
+        let held = match self.store::<T>().lookup(&key) {
+            Some(obj) => Some(obj),
+            None if load => {
+                self.autoflush()?;
+                self.load::<T>(select_by_key::<T>(&key))?.pop()
+            }
+            None => {
+                if !clean {
+                    return Err(Error::MergeDirtyWithoutLoad {
+                        table: T::TABLE.name,
+                    });
+                }
+                // Trusted as the row's current state: persistent without a SELECT.
+                let obj = Obj::with_data(self.persistent(value));
+                self.store::<T>().map(key, &obj);
+                return Ok(obj);
+            }
+        };
+        match held {
+            Some(target) => {
+                // Not `Obj::modify`: it would take this session's lock, which is held here.
+                self.refresh(&target)?;
+                let queue = {
+                    let mut d = target.lock_data();
+                    let changed = value.changed_columns(&d.value);
+                    let queue = !changed.is_empty() && d.status == Status::Persistent && !d.queued;
+                    if !changed.is_empty() {
+                        d.value = value;
+                        d.changed.union(&changed);
+                        d.queued |= queue;
+                    }
+                    queue
+                };
+                if queue {
+                    self.store::<T>().dirty.push(target.clone());
+                }
+                Ok(target)
+            }
+            None => {
+                let obj = Obj::new(value);
+                self.add(&obj)?;
+                Ok(obj)
+            }
+        }
+    }
+
+    fn persistent<T>(&self, value: T) -> ObjData<T> {
+        ObjData {
+            value,
+            link: Some(self.link.clone()),
+            status: Status::Persistent,
+            identity: true,
+            epoch: self.link.epoch(),
+            expired: false,
+            expired_columns: None,
+            changed: ColumnSet::default(),
+            queued: false,
+        }
+    }
+
+    /// Runs a SELECT of all columns of `T` and returns its rows as identity-mapped objects.
+    pub(crate) fn load<T: Mapped>(&mut self, select: Select) -> Result<Vec<Obj<T>>> {
+        let conn = self.connection()?;
+        let mut out = Vec::new();
+        let template = self.persistent(());
+        let store = self.store::<T>();
+        conn.query_statement(Statement::Select(select), |row| {
+            out.push(object_from_row(store, &template, row)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}
+
+/// The identity-mapped object for one row: the object already held for its key (reloaded if
+/// expired), or a new persistent object built on `template`'s bookkeeping.
+fn object_from_row<T: Mapped>(
+    store: &mut Store<T>,
+    template: &ObjData<()>,
+    row: &Row<'_>,
+) -> orm_core::error::Result<Obj<T>> {
+    let key = T::key_from_row(row, 0)?;
+    if let Some(obj) = store.lookup(&key) {
+        let mut d = obj.lock_data();
+        if d.is_wholly_expired() {
+            d.value = T::from_row(row, 0)?;
+            d.changed = ColumnSet::default();
+            d.mark_loaded();
+        } else if let Some(columns) = d.expired_columns.take() {
+            let fresh = T::from_row(row, 0)?;
+            for c in columns.iter() {
+                d.value.set_column(c, fresh.column_value(c))?;
+            }
+            d.mark_loaded();
+        }
+        drop(d);
+        return Ok(obj);
+    }
+    let obj = Obj::with_data(ObjData {
+        value: T::from_row(row, 0)?,
+        link: template.link.clone(),
+        status: Status::Persistent,
+        identity: true,
+        epoch: template.epoch,
+        expired: false,
+        expired_columns: None,
+        changed: ColumnSet::default(),
+        queued: false,
+    });
+    store.map(key, &obj);
+    Ok(obj)
+}
