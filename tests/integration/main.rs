@@ -8,6 +8,7 @@ mod support;
 
 mod engine;
 mod models;
+mod semantics;
 mod session;
 mod sessionmaker;
 // Further test modules (session, query, unit of work, ...) are declared here by their
