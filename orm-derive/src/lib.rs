@@ -45,7 +45,13 @@ use proc_macro2::TokenStream;
 ///   object is flushed, and its column is `NOT NULL` all the same.
 /// - `#[mapped(column = "full_name")]`: the column name; the default is the field name.
 /// - `#[mapped(version)]`: the optimistic-concurrency column (an `i16`, `i32` or `i64` that is
-///   not part of the primary key; at most one per struct).
+///   not part of the primary key; at most one per struct), SQLAlchemy's `version_id_col`.
+///   An INSERT writes the value the object holds (start new objects at 0 or 1); every UPDATE
+///   sets it to the held value + 1, and UPDATE and DELETE match the held value, so a row
+///   changed or deleted by another transaction since it was loaded fails the flush with
+///   `StaleData` and nothing is written. The field takes the new value once the flush
+///   succeeded. Setting it by hand makes the next UPDATE or DELETE match the value set (for
+///   example the version a client last saw).
 /// - `#[mapped(foreign_key = "users.id")]`: a foreign key from this column to column `id` of
 ///   table `users`.
 ///

@@ -23,15 +23,26 @@ pub enum Error {
         cause: String,
     },
     /// An UPDATE or DELETE matched a different number of rows than expected: the row was
-    /// changed or deleted by someone else.
+    /// changed or deleted by another transaction since it was loaded (for a table with a
+    /// `#[mapped(version)]` column, its version moved on). Nothing of the flush was written:
+    /// the transaction was rolled back and the session requires
+    /// [`rollback`](crate::Session::rollback), after which the objects reload what the other
+    /// transaction committed.
     #[error(
-        "{statement} on table `{table}` expected to match {expected} row(s) but matched {matched}"
+        "stale data: {statement} on table `{table}` expected to match {expected} row(s) but \
+         matched {matched}; {} was changed or deleted by another transaction since it was loaded",
+        .key.as_ref().map_or_else(|| "a row".to_owned(), |k| format!("the row with key {k}"))
     )]
     StaleData {
         /// The table.
         table: &'static str,
-        /// `UPDATE` or `DELETE`.
+        /// `UPDATE` or `DELETE` (`INSERT` when RETURNING gave too few keys).
         statement: &'static str,
+        /// The primary key (its `Debug` form) of the first stale row, when it is known: always
+        /// when a single row was expected (every UPDATE on SQLite is a statement of its own)
+        /// or when the batch matched nothing; for a batch that matched some of its rows, when
+        /// one SELECT after the failure can tell the stale row apart (see the unit of work).
+        key: Option<String>,
         /// Rows the flush expected to match.
         expected: u64,
         /// Rows the database matched.

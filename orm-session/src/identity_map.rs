@@ -194,6 +194,8 @@ impl<T: Mapped> AnyStore for Store<T> {
         for obj in self.dirty.drain(..) {
             let mut d = obj.lock_data();
             d.queued = false;
+            // The version the UPDATE wrote (no-op without a version column).
+            execute::after_update(&mut d);
             if d.status == Status::Persistent && !d.changed.is_empty() {
                 d.changed = ColumnSet::default();
                 if in_savepoint {

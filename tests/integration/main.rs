@@ -11,5 +11,6 @@ mod models;
 mod semantics;
 mod session;
 mod sessionmaker;
+mod versioning;
 // Further test modules (session, query, unit of work, ...) are declared here by their
 // authors, one `mod <name>;` per file of tests/integration/.

@@ -53,9 +53,32 @@ pub struct Membership {
     pub role: String,
 }
 
+/// A document with an optimistic-concurrency version column: every UPDATE sets
+/// `version = version + 1` and matches the version the object holds. New documents typically
+/// start at version 0 or 1; the ORM inserts the value the object holds.
+#[derive(Mapped, Debug)]
+#[mapped(table = "documents")]
+pub struct Document {
+    #[mapped(primary_key)]
+    pub id: Option<i64>,
+    pub title: String,
+    #[mapped(version)]
+    pub version: i32,
+}
+
+impl Document {
+    pub fn new(title: &str) -> Document {
+        Document {
+            id: None,
+            title: title.to_owned(),
+            version: 1,
+        }
+    }
+}
+
 /// Creates every table of the models above.
 pub fn create_schema(engine: &Engine) {
-    Metadata::of::<(User, Address, Tag, Membership)>()
+    Metadata::of::<(User, Address, Tag, Membership, Document)>()
         .create_all(engine)
         .expect("create_all");
 }

@@ -4,21 +4,36 @@
 //!   unnest(..) ORDER BY ordinality RETURNING key`), multi-row VALUES chunked under the
 //!   parameter limit on SQLite. Generated keys come back in ascending order, which is the
 //!   order rows were inserted in (sequence / rowid), and are stored into the objects in that
-//!   order.
+//!   order. A version column is inserted with the value the object holds.
 //! - UPDATE: only the changed columns; objects that changed the same columns share one
 //!   statement on PostgreSQL (`UPDATE .. FROM unnest(..)`), a cached prepared statement per
 //!   row on SQLite. Every row must match, or the flush fails with `StaleData`.
 //! - DELETE: one `DELETE .. WHERE (key) IN (..)` per table (chunked on SQLite).
+//!
+//! # Version columns (optimistic concurrency)
+//!
+//! For a table with a `#[mapped(version)]` column, every UPDATE sets the version to the
+//! object's version + 1 (whatever else changed) and both UPDATE and DELETE match the primary
+//! key AND the version the object holds: a row changed or deleted by another transaction since
+//! it was loaded matches nothing, and the flush fails with [`Error::StaleData`]. The object's
+//! version field is advanced only once the whole flush succeeded ([`after_update`], called by
+//! the store's `finish_flush`), so a failed flush leaves it as it was. For a table without a
+//! version column, all of this folds away at compile time (`T::TABLE.version` is a constant).
+//!
+//! When a batch matches fewer rows than it holds, one extra SELECT of the batch's keys (an
+//! error path) finds which row is stale; see [`find_stale`] for what can and cannot be told.
 
 use std::collections::HashMap;
 
 use orm_core::engine::Connection;
 use orm_core::model::{ColumnSet, Mapped, PrimaryKey};
-use orm_core::sql::ast::{Delete, DeleteRows, Insert, InsertRows, Statement, Update, UpdateRows};
+use orm_core::sql::ast::{
+    BinOp, Delete, DeleteRows, Expr, Insert, InsertRows, Select, Statement, Update, UpdateRows,
+};
 use orm_core::value::{SqlType, Value};
 
 use crate::error::{Error, Result};
-use crate::object::Obj;
+use crate::object::{Obj, ObjData};
 use crate::state::Status;
 
 /// Column-wise arrays of `rows`, for `unnest`.
@@ -120,6 +135,7 @@ fn insert_group<T: Mapped>(
                     return Err(Error::StaleData {
                         table: T::TABLE.name,
                         statement: "INSERT",
+                        key: None,
                         expected: chunk.len() as u64,
                         matched: keys.len() as u64,
                     });
@@ -134,44 +150,104 @@ fn insert_group<T: Mapped>(
     Ok(())
 }
 
-fn expect_rows<T: Mapped>(statement: &'static str, expected: usize, matched: u64) -> Result<()> {
-    if matched == expected as u64 {
-        Ok(())
-    } else {
-        Err(Error::StaleData {
-            table: T::TABLE.name,
-            statement,
-            expected: expected as u64,
-            matched,
-        })
+/// Whether [`update`] writes this object's row: persistent, with recorded changes.
+#[inline]
+pub(crate) fn is_updated<T>(d: &ObjData<T>) -> bool {
+    d.status == Status::Persistent && !d.changed.is_empty()
+}
+
+/// The version an UPDATE writes: the held version + 1. It wraps at the type's maximum (the
+/// wrapped value still differs from the version every other writer expects).
+fn next_version(held: Value) -> Value {
+    match held {
+        Value::I16(n) => Value::I16(n.wrapping_add(1)),
+        Value::I32(n) => Value::I32(n.wrapping_add(1)),
+        Value::I64(n) => Value::I64(n.wrapping_add(1)),
+        // The derive accepts only i16, i32 and i64 version columns.
+        other => other,
     }
+}
+
+/// After the WHOLE flush succeeded: stores the version the object's UPDATE wrote (held + 1)
+/// into its version field, so that the next flush, in this transaction or a later one,
+/// matches the row. The store's `finish_flush` calls this for each object of its `dirty`
+/// list, before clearing its change set. Nothing happens for a table without a version column.
+#[inline]
+pub(crate) fn after_update<T: Mapped>(d: &mut ObjData<T>) {
+    let Some(v) = T::TABLE.version else {
+        return;
+    };
+    if is_updated(d) {
+        let next = next_version(d.value.column_value(v));
+        d.value
+            .set_column(v, next)
+            .expect("a version field accepts an integer of its own type");
+    }
+}
+
+/// The columns an UPDATE of an object sets: the changed ones, and the version column.
+fn set_columns<T: Mapped>(changed: &ColumnSet) -> ColumnSet {
+    let mut set = changed.clone();
+    if let Some(v) = T::TABLE.version {
+        set.insert(v);
+    }
+    set
+}
+
+/// The parameters of one row of an UPDATE: values of `set` (the version column holding the
+/// held version + 1), then of `matched` (the key, and the held version).
+fn update_row<T: Mapped>(value: &T, set: &ColumnSet, matched: &[usize]) -> Vec<Value> {
+    set.iter()
+        .map(|c| {
+            if Some(c) == T::TABLE.version {
+                next_version(value.column_value(c))
+            } else {
+                value.column_value(c)
+            }
+        })
+        .chain(matched.iter().map(|&c| value.column_value(c)))
+        .collect()
+}
+
+/// The objects of `dirty` that one UPDATE group holds, in the order of its rows (recomputed
+/// on the error path only, so the flush keeps no per-group list of objects).
+fn update_group<'a, T: Mapped>(dirty: &'a [Obj<T>], set: &ColumnSet) -> Vec<&'a Obj<T>> {
+    dirty
+        .iter()
+        .filter(|o| {
+            let d = o.lock_data();
+            is_updated(&d) && set_columns::<T>(&d.changed) == *set
+        })
+        .collect()
 }
 
 pub(crate) fn update<T: Mapped>(conn: &Connection, dirty: &[Obj<T>]) -> Result<()> {
     let table = T::TABLE;
-    let matched: Vec<usize> = table.primary_key.to_vec();
+    // WHERE: the primary key, then (for a versioned table) the version the object holds.
+    let matched: Vec<usize> = table
+        .primary_key
+        .iter()
+        .copied()
+        .chain(table.version)
+        .collect();
     // Objects that changed the same columns share a statement; groups keep first-seen order.
     let mut groups: Vec<(ColumnSet, Vec<Vec<Value>>)> = Vec::new();
     let mut index: HashMap<ColumnSet, usize> = HashMap::new();
     for obj in dirty {
         let d = obj.lock_data();
-        if d.status != Status::Persistent || d.changed.is_empty() {
+        if !is_updated(&d) {
             continue;
         }
-        let row: Vec<Value> = d
-            .changed
-            .iter()
-            .chain(matched.iter().copied())
-            .map(|c| d.value.column_value(c))
-            .collect();
-        let g = *index.entry(d.changed.clone()).or_insert_with(|| {
-            groups.push((d.changed.clone(), Vec::new()));
+        let set = set_columns::<T>(&d.changed);
+        let row = update_row(&d.value, &set, &matched);
+        let g = *index.entry(set).or_insert_with_key(|set| {
+            groups.push((set.clone(), Vec::new()));
             groups.len() - 1
         });
         groups[g].1.push(row);
     }
-    for (set, rows) in groups {
-        let set: Vec<usize> = set.iter().collect();
+    for (columns, rows) in groups {
+        let set: Vec<usize> = columns.iter().collect();
         if conn.dialect().supports_unnest() {
             let types: Vec<SqlType> = sql_types::<T>(&set)
                 .into_iter()
@@ -180,20 +256,35 @@ pub(crate) fn update<T: Mapped>(conn: &Connection, dirty: &[Obj<T>]) -> Result<(
             let n = rows.len();
             let statement = Statement::Update(Update {
                 table,
-                set: set.clone(),
+                set,
                 matched: matched.clone(),
                 rows: UpdateRows::Unnest(arrays(&types, rows)),
             });
-            expect_rows::<T>("UPDATE", n, conn.execute_statement(statement)?)?;
+            let count = conn.execute_statement(statement)?;
+            if count != n as u64 {
+                let batch = update_group(dirty, &columns);
+                return Err(stale(conn, Verb::Update, &batch, count));
+            }
         } else {
-            for row in rows {
+            for (i, row) in rows.into_iter().enumerate() {
                 let statement = Statement::Update(Update {
                     table,
                     set: set.clone(),
                     matched: matched.clone(),
                     rows: UpdateRows::Single(row),
                 });
-                expect_rows::<T>("UPDATE", 1, conn.execute_statement(statement)?)?;
+                let count = conn.execute_statement(statement)?;
+                if count != 1 {
+                    // One row per statement: the stale row is this one.
+                    let batch = update_group(dirty, &columns);
+                    return Err(Error::StaleData {
+                        table: table.name,
+                        statement: Verb::Update.sql(),
+                        key: batch.get(i).and_then(|o| key_of(o)),
+                        expected: 1,
+                        matched: count,
+                    });
+                }
             }
         }
     }
@@ -205,29 +296,221 @@ pub(crate) fn delete<T: Mapped>(conn: &Connection, deleted: &[Obj<T>]) -> Result
         return Ok(());
     }
     let table = T::TABLE;
-    let matched: Vec<usize> = table.primary_key.to_vec();
-    let keys: Vec<Vec<Value>> = deleted
+    // The primary key, then (for a versioned table) the version the object holds.
+    let matched: Vec<usize> = table
+        .primary_key
         .iter()
-        .filter_map(|o| o.lock_data().value.key())
-        .map(|k| k.values())
+        .copied()
+        .chain(table.version)
         .collect();
+    let rows: Vec<Vec<Value>> = deleted
+        .iter()
+        .filter_map(|o| {
+            let d = o.lock_data();
+            let mut row = d.value.key()?.values();
+            if let Some(v) = table.version {
+                row.push(d.value.column_value(v));
+            }
+            Some(row)
+        })
+        .collect();
+    // The objects of `rows`, in order (error path only).
+    let batch = || -> Vec<&Obj<T>> {
+        deleted
+            .iter()
+            .filter(|o| o.lock_data().value.key().is_some())
+            .collect()
+    };
     let dialect = conn.dialect();
     if dialect.supports_unnest() {
-        let n = keys.len();
+        let n = rows.len();
         let statement = Statement::Delete(Delete {
             table,
             matched: matched.clone(),
-            rows: DeleteRows::Unnest(arrays(&sql_types::<T>(&matched), keys)),
+            rows: DeleteRows::Unnest(arrays(&sql_types::<T>(&matched), rows)),
         });
-        return expect_rows::<T>("DELETE", n, conn.execute_statement(statement)?);
+        let count = conn.execute_statement(statement)?;
+        if count != n as u64 {
+            return Err(stale(conn, Verb::Delete, &batch(), count));
+        }
+        return Ok(());
     }
-    for chunk in keys.chunks((dialect.max_params() / matched.len().max(1)).max(1)) {
+    let per_statement = (dialect.max_params() / matched.len().max(1)).max(1);
+    for (ci, chunk) in rows.chunks(per_statement).enumerate() {
+        let n = chunk.len();
         let statement = Statement::Delete(Delete {
             table,
             matched: matched.clone(),
             rows: DeleteRows::Values(chunk.to_vec()),
         });
-        expect_rows::<T>("DELETE", chunk.len(), conn.execute_statement(statement)?)?;
+        let count = conn.execute_statement(statement)?;
+        if count != n as u64 {
+            let all = batch();
+            let start = ci * per_statement;
+            return Err(stale(conn, Verb::Delete, &all[start..start + n], count));
+        }
     }
     Ok(())
+}
+
+/// The statement whose row count fell short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verb {
+    Update,
+    Delete,
+}
+
+impl Verb {
+    fn sql(self) -> &'static str {
+        match self {
+            Verb::Update => "UPDATE",
+            Verb::Delete => "DELETE",
+        }
+    }
+}
+
+fn key_of<T: Mapped>(obj: &Obj<T>) -> Option<String> {
+    obj.lock_data().value.key().map(|k| format!("{k:?}"))
+}
+
+/// The `StaleData` error of a batch statement that matched `count` of `batch.len()` rows.
+fn stale<T: Mapped>(conn: &Connection, verb: Verb, batch: &[&Obj<T>], count: u64) -> Error {
+    Error::StaleData {
+        table: T::TABLE.name,
+        statement: verb.sql(),
+        key: find_stale(conn, verb, batch, count),
+        expected: batch.len() as u64,
+        matched: count,
+    }
+}
+
+/// What the extra SELECT says of one object of a batch that fell short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// The statement cannot have touched this row: it is stale.
+    Stale,
+    /// This row may have been written by the statement or by another transaction.
+    Unsure,
+    /// The statement wrote this row.
+    Written,
+}
+
+/// Most keys one diagnostic SELECT lists (an `OR` of key comparisons).
+const KEYS_PER_SELECT: usize = 1000;
+
+/// Which row of a batch that matched `count` of its `batch.len()` rows is stale: the Debug
+/// form of its key, or `None` when it cannot be told.
+///
+/// Error path only. When the batch matched nothing, every row is stale and the first is
+/// named. Otherwise ONE extra SELECT (of up to [`KEYS_PER_SELECT`] keys; more only for larger
+/// batches) reads the batch's rows as the transaction now sees them, the statement's own
+/// writes included:
+/// - UPDATE: a row gone was deleted by someone else; a versioned row whose version is not the
+///   one the statement writes (held + 1) was not written by it. Both are stale. A versioned
+///   row holding held + 1 is ambiguous: the statement wrote it, or another transaction
+///   committed exactly one update of it first (the usual race). An unversioned row still
+///   present was written.
+/// - DELETE: a row still present was not deleted by the statement: stale. A row gone is
+///   ambiguous (deleted by the statement, or by someone else first).
+///
+/// When the ambiguous rows are exactly the missing stale ones, they are stale too. The first
+/// row known to be stale is named: the first stale row of the batch when the rows can be told
+/// apart, else a stale row. `None` when no row is known stale (e.g. two transactions each
+/// committed one update of different rows of a PostgreSQL batch, and the batch also wrote
+/// others: inside the transaction those rows look the same).
+fn find_stale<T: Mapped>(
+    conn: &Connection,
+    verb: Verb,
+    batch: &[&Obj<T>],
+    count: u64,
+) -> Option<String> {
+    let table = T::TABLE;
+    let stale = (batch.len() as u64).checked_sub(count).filter(|&s| s > 0)?;
+    if count == 0 {
+        return batch.first().and_then(|o| key_of(o));
+    }
+    // Each object's key and the version an UPDATE of it writes.
+    let wanted: Vec<(T::Key, Option<i64>)> = batch
+        .iter()
+        .filter_map(|o| {
+            let d = o.lock_data();
+            let written = table
+                .version
+                .and_then(|v| next_version(d.value.column_value(v)).as_i64());
+            Some((d.value.key()?, written))
+        })
+        .collect();
+    let found = select_versions::<T>(conn, &wanted).ok()?;
+    let verdicts: Vec<Verdict> = wanted
+        .iter()
+        .map(|(key, written)| match (verb, found.get(key)) {
+            (Verb::Update, None) => Verdict::Stale,
+            (Verb::Update, Some(_)) if table.version.is_none() => Verdict::Written,
+            (Verb::Update, Some(now)) if now == written => Verdict::Unsure,
+            (Verb::Update, Some(_)) => Verdict::Stale,
+            (Verb::Delete, Some(_)) => Verdict::Stale,
+            (Verb::Delete, None) => Verdict::Unsure,
+        })
+        .collect();
+    let known = verdicts.iter().filter(|v| **v == Verdict::Stale).count() as u64;
+    let unsure = verdicts.iter().filter(|v| **v == Verdict::Unsure).count() as u64;
+    let unsure_are_stale = known + unsure == stale;
+    wanted
+        .iter()
+        .zip(&verdicts)
+        .find(|(_, v)| **v == Verdict::Stale || (unsure_are_stale && **v == Verdict::Unsure))
+        .map(|((key, _), _)| format!("{key:?}"))
+}
+
+/// The rows of `wanted`'s keys as this transaction sees them: key → version (`None` for a
+/// table without a version column).
+fn select_versions<T: Mapped>(
+    conn: &Connection,
+    wanted: &[(T::Key, Option<i64>)],
+) -> Result<HashMap<T::Key, Option<i64>>> {
+    let table = T::TABLE;
+    let mut found = HashMap::with_capacity(wanted.len());
+    for chunk in wanted.chunks(KEYS_PER_SELECT) {
+        let filter = Expr::Or(chunk.iter().map(|(key, _)| key_eq::<T>(key)).collect());
+        let select = Select {
+            table,
+            filter: Some(filter),
+            order_by: Vec::new(),
+            limit: None,
+            offset: None,
+        };
+        conn.query_statement(Statement::Select(select), |row| {
+            let key = T::key_from_row(row, 0)?;
+            let version = table
+                .version
+                .and_then(|v| row.value(v).ok())
+                .and_then(|v| v.as_i64());
+            found.insert(key, version);
+            Ok(())
+        })?;
+    }
+    Ok(found)
+}
+
+/// `key column = value AND ...` for one primary key.
+fn key_eq<T: Mapped>(key: &T::Key) -> Expr {
+    let table = T::TABLE;
+    let mut terms: Vec<Expr> = table
+        .primary_key
+        .iter()
+        .zip(key.values())
+        .map(|(&c, value)| Expr::Binary {
+            op: BinOp::Eq,
+            left: Box::new(Expr::Column {
+                table: table.name,
+                column: table.columns[c].name,
+            }),
+            right: Box::new(Expr::Param(value)),
+        })
+        .collect();
+    if terms.len() == 1 {
+        terms.pop().expect("one term")
+    } else {
+        Expr::And(terms)
+    }
 }
