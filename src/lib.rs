@@ -34,16 +34,17 @@
 extern crate self as orm;
 
 pub use orm_core::dialect::Dialect;
-pub use orm_core::engine::{row::Row, Connection, Engine, EngineBuilder};
+pub use orm_core::engine::{row::Row, Connection, Engine, EngineBuilder, RawRows};
 pub use orm_core::error::{ConstraintKind, DecodeError};
-pub use orm_core::expr::{Column, ColumnOf, IntoOrder, Order, Predicate};
+pub use orm_core::expr::{Assignment, Column, ColumnOf, IntoOrder, Order, Predicate};
 pub use orm_core::model::{ColumnSet, Mapped, PrimaryKey};
 pub use orm_core::schema::{ColumnDef, ForeignKey, Metadata, Table};
 pub use orm_core::value::{ColumnType, IntoValue, SqlType, Value};
 pub use orm_derive::Mapped;
 pub use orm_session::{
-    sessionmaker, Bind, Error, FromSession, Info, JoinTransactionMode, NestedTransaction, Obj,
-    ObjRef, ObjectState, Query, Result, Session, SessionMaker, SessionMakerBuilder, SessionOptions,
+    sessionmaker, Bind, CurrentSession, Error, FromSession, Info, JoinTransactionMode,
+    NestedTransaction, Obj, ObjRef, ObjectState, Query, Result, ScopedSession, Session,
+    SessionInUse, SessionMaker, SessionMakerBuilder, SessionOptions, Synchronize,
 };
 
 /// The core crate's error type (engine, dialects, decoding).
@@ -52,7 +53,8 @@ pub type CoreError = orm_core::error::Error;
 /// Everything a typical user of the ORM needs: `use orm::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        sessionmaker, Connection, Engine, Mapped, Metadata, Obj, ObjectState, Session, SessionMaker,
+        sessionmaker, Connection, Engine, Mapped, Metadata, Obj, ObjectState, ScopedSession,
+        Session, SessionMaker,
     };
 }
 

@@ -10,7 +10,7 @@ use std::marker::PhantomData;
 use crate::model::Mapped;
 use crate::schema::ColumnDef;
 use crate::sql::ast::{BinOp, Expr, OrderBy};
-use crate::value::{ColumnType, IntoValue};
+use crate::value::{ColumnType, IntoValue, Value};
 
 /// A typed handle on one column of the mapped struct `T`, holding values of type `V`.
 ///
@@ -107,6 +107,15 @@ impl<T: Mapped, V: ColumnType> Column<T, V> {
     pub fn ge(self, value: impl IntoValue<V>) -> Predicate<T> {
         self.compare(BinOp::Ge, value)
     }
+    /// `column = value` in a bulk UPDATE: `query.update([User::age.assign(30)])`.
+    pub fn assign(self, value: impl IntoValue<V>) -> Assignment<T> {
+        Assignment {
+            column: self.index,
+            value: value.into_value(),
+            _table: PhantomData,
+        }
+    }
+
     /// Ascending order on this column.
     pub fn asc(self) -> Order<T> {
         Order::new(OrderBy {
@@ -120,6 +129,20 @@ impl<T: Mapped, V: ColumnType> Column<T, V> {
             expr: self.expr(),
             descending: true,
         })
+    }
+}
+
+/// A `SET column = value` of a bulk UPDATE over `T`, from [`Column::assign`].
+pub struct Assignment<T> {
+    column: usize,
+    value: Value,
+    _table: PhantomData<fn() -> T>,
+}
+
+impl<T> Assignment<T> {
+    /// The column's position and the value.
+    pub fn into_parts(self) -> (usize, Value) {
+        (self.column, self.value)
     }
 }
 

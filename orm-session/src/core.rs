@@ -9,11 +9,14 @@ use std::sync::{Arc, Weak};
 use orm_core::engine::row::Row;
 use orm_core::engine::Connection;
 use orm_core::model::{ColumnSet, Mapped, PrimaryKey};
-use orm_core::sql::ast::{BinOp, Expr, Select, Statement};
+use orm_core::sql::ast::{BinOp, DeleteWhere, Expr, Select, Statement, UpdateWhere};
+use orm_core::sql::evaluate::{evaluable, evaluate};
+use orm_core::value::Value;
 
 use crate::error::{Error, Result};
 use crate::identity_map::{AnyStore, Store};
 use crate::object::{Obj, ObjData, SessionLink};
+use crate::query::Synchronize;
 use crate::session::Shared;
 use crate::sessionmaker::SessionOptions;
 use crate::state::{ObjectState, Status};
@@ -387,6 +390,94 @@ impl Core {
                 Ok(obj)
             }
         }
+    }
+
+    /// A bulk UPDATE (`set` is `Some`) or DELETE by criteria; the identity map is kept in step
+    /// as `sync` says. Returns the number of rows matched.
+    pub(crate) fn bulk<T: Mapped>(
+        &mut self,
+        filter: Option<Expr>,
+        set: Option<Vec<(usize, Value)>>,
+        sync: Synchronize,
+    ) -> Result<u64> {
+        let table = T::TABLE;
+        let can_evaluate = filter.as_ref().is_none_or(|f| evaluable(f, table));
+        if matches!(sync, Synchronize::Evaluate) && !can_evaluate {
+            return Err(Error::NotEvaluable { table: table.name });
+        }
+        self.autoflush()?;
+        let conn = self.connection()?;
+        // Evaluate against the objects as they are before the statement changes them. An
+        // expired object cannot be evaluated: `Auto` then fetches the keys instead, and
+        // `Evaluate` leaves it to reload on its next read.
+        let mut affected: Vec<Obj<T>> = Vec::new();
+        let mut evaluated =
+            matches!(sync, Synchronize::Evaluate | Synchronize::Auto) && can_evaluate;
+        if evaluated {
+            for obj in self.store::<T>().live() {
+                let d = obj.read_data()?;
+                if d.is_expired() {
+                    if matches!(sync, Synchronize::Auto) {
+                        evaluated = false;
+                        affected.clear();
+                        break;
+                    }
+                    continue;
+                }
+                let hit = filter
+                    .as_ref()
+                    .is_none_or(|f| evaluate(f, table, &|c| d.value.column_value(c)) == Some(true));
+                drop(d);
+                if hit {
+                    affected.push(obj);
+                }
+            }
+        }
+        let fetch = matches!(sync, Synchronize::Fetch | Synchronize::Auto) && !evaluated;
+        let returning: Vec<usize> = if fetch {
+            (0..table.columns.len()).collect()
+        } else {
+            Vec::new()
+        };
+        let statement = match &set {
+            Some(set) => Statement::UpdateWhere(UpdateWhere {
+                table,
+                set: set.clone(),
+                filter,
+                returning,
+            }),
+            None => Statement::DeleteWhere(DeleteWhere {
+                table,
+                filter,
+                returning,
+            }),
+        };
+        let rows = if fetch {
+            let mut keys = Vec::new();
+            conn.query_statement(statement, |row| {
+                keys.push(T::key_from_row(row, 0)?);
+                Ok(())
+            })?;
+            let store = self.store::<T>();
+            affected = keys.iter().filter_map(|k| store.lookup(k)).collect();
+            keys.len() as u64
+        } else {
+            conn.execute_statement(statement)?
+        };
+        let store = self.store::<T>();
+        for obj in &affected {
+            match &set {
+                Some(set) => {
+                    let mut d = obj.lock_data();
+                    for (c, v) in set {
+                        d.value.set_column(*c, v.clone())?;
+                        d.changed.remove(*c);
+                    }
+                }
+                None => store.deleted_in_bulk(obj),
+            }
+        }
+        Ok(rows)
     }
 
     fn persistent<T>(&self, value: T) -> ObjData<T> {

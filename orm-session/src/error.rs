@@ -134,6 +134,18 @@ pub enum Error {
         /// The table.
         table: &'static str,
     },
+    /// `Synchronize::Evaluate` was asked for criteria that cannot be evaluated in Rust.
+    #[error("the criteria of a bulk statement on table `{table}` cannot be evaluated in Rust; use Synchronize::Fetch")]
+    NotEvaluable {
+        /// The table.
+        table: &'static str,
+    },
+    /// A bulk UPDATE or DELETE was asked with LIMIT or OFFSET.
+    #[error("a bulk update or delete on table `{table}` cannot have LIMIT or OFFSET")]
+    BulkWithLimit {
+        /// The table.
+        table: &'static str,
+    },
     /// A query expected one row and found none.
     #[error("no row of table `{table}` was found")]
     NoResultFound {

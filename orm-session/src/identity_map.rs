@@ -97,6 +97,32 @@ impl<T: Mapped> Store<T> {
         }
     }
 
+    /// Every live object of the identity map.
+    pub(crate) fn live(&self) -> Vec<Obj<T>> {
+        self.identity.values().filter_map(Obj::upgrade).collect()
+    }
+
+    /// Records that a bulk DELETE removed `obj`'s row: it is deleted, out of the identity
+    /// map, and persistent again if the transaction rolls back.
+    pub(crate) fn deleted_in_bulk(&mut self, obj: &Obj<T>) {
+        let key = {
+            let mut d = obj.lock_data();
+            if d.status == Status::Deleted {
+                return;
+            }
+            d.status = Status::Deleted;
+            d.queued = false;
+            d.changed = ColumnSet::default();
+            d.value.key()
+        };
+        self.dirty.retain(|o| !o.ptr_eq(obj));
+        self.deleted.retain(|o| !o.ptr_eq(obj));
+        if let Some(key) = key {
+            self.unmap(&key, obj);
+        }
+        self.removed.push(obj.downgrade());
+    }
+
     /// Turns an object added or inserted after the mark back into a transient one.
     fn expunge_new(&mut self, obj: &Obj<T>) {
         let key = {

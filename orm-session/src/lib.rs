@@ -3,6 +3,10 @@
 //!
 //! Users depend on the `orm` facade, which re-exports everything here.
 //!
+//! Services that handle each request on a thread use a [`ScopedSession`] (SQLAlchemy's
+//! `scoped_session`): its documentation shows the per-request pattern. Raw SQL runs in a
+//! session's transaction with [`Session::execute`].
+//!
 //! # Code map
 //! - [`sessionmaker()`](sessionmaker()): the typed factory builder, options, `info`, `bind`.
 //! - `session`: [`Session`], its transaction and the identity-map-aware loading of rows.
@@ -11,6 +15,8 @@
 //! - `identity_map`: per-type identity map and unit-of-work lists.
 //! - `unit_of_work`: flush ordering (`plan`) and batched statements (`execute`).
 //! - `query`: [`Query`].
+//! - `raw`: [`Session::execute`], raw SQL in the session's transaction.
+//! - `scoped`: [`ScopedSession`], one session per thread (SQLAlchemy's `scoped_session`).
 //! - `error`: [`Error`].
 #![warn(missing_docs)]
 
@@ -19,6 +25,8 @@ mod error;
 mod identity_map;
 mod object;
 mod query;
+mod raw;
+mod scoped;
 mod session;
 mod sessionmaker;
 mod state;
@@ -27,7 +35,8 @@ mod unit_of_work;
 
 pub use error::{Error, Result};
 pub use object::{Obj, ObjRef};
-pub use query::Query;
+pub use query::{Query, Synchronize};
+pub use scoped::{CurrentSession, ScopedSession, SessionInUse};
 pub use session::{NestedTransaction, Session};
 pub use sessionmaker::{
     sessionmaker, Bind, FromSession, Info, JoinTransactionMode, SessionMaker, SessionMakerBuilder,

@@ -1,6 +1,6 @@
 //! `Query<T>`: a typed SELECT whose rows come back as identity-mapped objects.
 
-use orm_core::expr::{IntoOrder, Predicate};
+use orm_core::expr::{Assignment, IntoOrder, Predicate};
 use orm_core::model::Mapped;
 use orm_core::sql::ast::{Expr, OrderBy, Select};
 
@@ -33,7 +33,24 @@ use crate::session::Session;
 pub struct Query<'s, T: Mapped> {
     session: &'s mut Session,
     select: Select,
+    synchronize: Synchronize,
     _table: std::marker::PhantomData<fn() -> T>,
+}
+
+/// How a bulk [`Query::update`] or [`Query::delete`] keeps the objects the session holds in
+/// step with the rows it changed (SQLAlchemy's `synchronize_session`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronize {
+    /// `Evaluate` when the criteria can be evaluated in Rust exactly as the database would,
+    /// else `Fetch`.
+    #[default]
+    Auto,
+    /// Evaluate the criteria against the objects held (no extra SQL).
+    Evaluate,
+    /// Read the keys of the rows changed back with RETURNING.
+    Fetch,
+    /// Leave the objects held as they are.
+    Off,
 }
 
 impl<'s, T: Mapped> Query<'s, T> {
@@ -47,6 +64,7 @@ impl<'s, T: Mapped> Query<'s, T> {
                 limit: None,
                 offset: None,
             },
+            synchronize: Synchronize::Auto,
             _table: std::marker::PhantomData,
         }
     }
@@ -82,6 +100,51 @@ impl<'s, T: Mapped> Query<'s, T> {
     pub fn offset(mut self, n: u64) -> Self {
         self.select.offset = Some(n);
         self
+    }
+
+    /// How a bulk update or delete synchronizes the session (default [`Synchronize::Auto`]).
+    pub fn synchronize(mut self, mode: Synchronize) -> Self {
+        self.synchronize = mode;
+        self
+    }
+
+    /// Updates every matching row with one UPDATE; objects the session holds are updated in
+    /// memory too. Returns the number of rows matched. Autoflushes first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use orm::__doc::*;
+    /// # fn main() -> Result<(), orm::Error> {
+    /// # let (_engine, factory) = setup();
+    /// let mut session = factory.session();
+    /// let wendy = session.add(User::new("wendy", 17))?;
+    /// session.add(User::new("ed", 30))?;
+    /// let n = session.query::<User>().filter(User::age.lt(18)).update([User::age.assign(18)])?;
+    /// assert_eq!(n, 1);
+    /// assert_eq!(wendy.read()?.age, 18); // in step, without a reload
+    /// # Ok(()) }
+    /// ```
+    pub fn update(self, set: impl IntoIterator<Item = Assignment<T>>) -> Result<u64> {
+        let set = set.into_iter().map(Assignment::into_parts).collect();
+        self.bulk(Some(set))
+    }
+
+    /// Deletes every matching row with one DELETE; objects the session holds for them become
+    /// deleted. Returns the number of rows matched. Autoflushes first.
+    pub fn delete(self) -> Result<u64> {
+        self.bulk(None)
+    }
+
+    fn bulk(self, set: Option<Vec<(usize, orm_core::value::Value)>>) -> Result<u64> {
+        if self.select.limit.is_some() || self.select.offset.is_some() {
+            return Err(Error::BulkWithLimit {
+                table: T::TABLE.name,
+            });
+        }
+        self.session
+            .core()
+            .bulk::<T>(self.select.filter, set, self.synchronize)
     }
 
     /// Every matching object.

@@ -6,8 +6,11 @@
 
 mod support;
 
+mod bulk;
 mod engine;
 mod models;
+mod raw_sql;
+mod scoped;
 mod semantics;
 mod session;
 mod sessionmaker;

@@ -152,6 +152,30 @@ pub enum DeleteRows {
     Unnest(Vec<(SqlType, Vec<Value>)>),
 }
 
+/// `UPDATE table SET c = $1, .. [WHERE ..] [RETURNING ..]`: a bulk update by criteria.
+#[derive(Debug, Clone)]
+pub struct UpdateWhere {
+    /// The target table.
+    pub table: &'static Table,
+    /// The columns set and their new values.
+    pub set: Vec<(usize, Value)>,
+    /// The WHERE condition; every row when `None`.
+    pub filter: Option<Expr>,
+    /// Positions of the columns returned.
+    pub returning: Vec<usize>,
+}
+
+/// `DELETE FROM table [WHERE ..] [RETURNING ..]`: a bulk delete by criteria.
+#[derive(Debug, Clone)]
+pub struct DeleteWhere {
+    /// The target table.
+    pub table: &'static Table,
+    /// The WHERE condition; every row when `None`.
+    pub filter: Option<Expr>,
+    /// Positions of the columns returned.
+    pub returning: Vec<usize>,
+}
+
 /// Any statement the ORM issues.
 #[derive(Debug, Clone)]
 pub enum Statement {
@@ -163,6 +187,10 @@ pub enum Statement {
     Update(Update),
     /// A DELETE.
     Delete(Delete),
+    /// A bulk UPDATE by criteria.
+    UpdateWhere(UpdateWhere),
+    /// A bulk DELETE by criteria.
+    DeleteWhere(DeleteWhere),
     /// `CREATE TABLE IF NOT EXISTS`.
     CreateTable(&'static Table),
     /// `DROP TABLE IF EXISTS`.

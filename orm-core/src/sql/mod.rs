@@ -2,4 +2,5 @@
 //! parameters by [`render`], per dialect, in one place.
 
 pub mod ast;
+pub mod evaluate;
 pub mod render;

@@ -3,7 +3,8 @@
 use crate::dialect::Dialect;
 use crate::schema::Table;
 use crate::sql::ast::{
-    Delete, DeleteRows, Expr, Insert, InsertRows, OrderBy, Select, Statement, Update, UpdateRows,
+    Delete, DeleteRows, DeleteWhere, Expr, Insert, InsertRows, OrderBy, Select, Statement, Update,
+    UpdateRows, UpdateWhere,
 };
 use crate::value::{SqlType, Value};
 
@@ -44,6 +45,8 @@ pub fn render(dialect: Dialect, statement: Statement) -> Rendered {
         Statement::Insert(i) => r.insert(i),
         Statement::Update(u) => r.update(u),
         Statement::Delete(d) => r.delete(d),
+        Statement::UpdateWhere(u) => r.update_where(u),
+        Statement::DeleteWhere(d) => r.delete_where(d),
         Statement::CreateTable(t) => r.create_table(t),
         Statement::DropTable(t) => {
             r.sql.push_str("DROP TABLE IF EXISTS ");
@@ -350,6 +353,38 @@ impl Renderer {
             }
         }
         self.sql.push(')');
+    }
+
+    fn where_returning(&mut self, table: &Table, filter: Option<&Expr>, returning: &[usize]) {
+        if let Some(f) = filter {
+            self.sql.push_str(" WHERE ");
+            self.expr(f);
+        }
+        if !returning.is_empty() {
+            self.sql.push_str(" RETURNING ");
+            self.column_list(table, returning);
+        }
+    }
+
+    fn update_where(&mut self, u: UpdateWhere) {
+        self.sql.push_str("UPDATE ");
+        self.ident(u.table.name);
+        self.sql.push_str(" SET ");
+        for (i, (c, v)) in u.set.into_iter().enumerate() {
+            if i > 0 {
+                self.sql.push_str(", ");
+            }
+            self.ident(u.table.columns[c].name);
+            self.sql.push_str(" = ");
+            self.param(v);
+        }
+        self.where_returning(u.table, u.filter.as_ref(), &u.returning);
+    }
+
+    fn delete_where(&mut self, d: DeleteWhere) {
+        self.sql.push_str("DELETE FROM ");
+        self.ident(d.table.name);
+        self.where_returning(d.table, d.filter.as_ref(), &d.returning);
     }
 
     fn create_table(&mut self, t: &Table) {
