@@ -332,14 +332,22 @@ impl Core {
         if source.session_id() == Some(self.id) {
             return Ok(source.clone());
         }
-        let (value, key, clean) = {
+        // Only loaded attributes are copied: an expired source contributes its key alone.
+        let (value, key, clean, unloaded) = {
             let d = source.read_data()?;
-            if d.is_expired() {
-                return Err(Error::DetachedInstance {
-                    table: T::TABLE.name,
-                });
-            }
-            (d.value.clone_row(), d.value.key(), d.changed.is_empty())
+            let unloaded: Option<ColumnSet> = if d.is_wholly_expired() {
+                let mut all = ColumnSet::default();
+                (0..T::TABLE.columns.len()).for_each(|c| all.insert(c));
+                Some(all)
+            } else {
+                d.expired_columns.as_deref().cloned()
+            };
+            (
+                d.value.clone_row(),
+                d.value.key(),
+                d.changed.is_empty(),
+                unloaded,
+            )
         };
         let Some(key) = key else {
             let obj = Obj::new(value);
@@ -352,44 +360,54 @@ impl Core {
                 self.autoflush()?;
                 self.load::<T>(select_by_key::<T>(&key))?.pop()
             }
+            None if unloaded.is_some() => {
+                return Err(Error::DetachedInstance {
+                    table: T::TABLE.name,
+                })
+            }
+            None if !clean => {
+                return Err(Error::MergeDirtyWithoutLoad {
+                    table: T::TABLE.name,
+                })
+            }
             None => {
-                if !clean {
-                    return Err(Error::MergeDirtyWithoutLoad {
-                        table: T::TABLE.name,
-                    });
-                }
                 // Trusted as the row's current state: persistent without a SELECT.
                 let obj = Obj::with_data(self.persistent(value));
                 self.store::<T>().map(key, &obj);
                 return Ok(obj);
             }
         };
-        match held {
-            Some(target) => {
-                // Not `Obj::modify`: it would take this session's lock, which is held here.
-                self.refresh(&target)?;
-                let queue = {
-                    let mut d = target.lock_data();
-                    let changed = value.changed_columns(&d.value);
-                    let queue = !changed.is_empty() && d.status == Status::Persistent && !d.queued;
-                    if !changed.is_empty() {
-                        d.value = value;
-                        d.changed.union(&changed);
-                        d.queued |= queue;
-                    }
-                    queue
-                };
-                if queue {
-                    self.store::<T>().dirty.push(target.clone());
-                }
-                Ok(target)
+        let Some(target) = held else {
+            if unloaded.is_some() {
+                return Err(Error::ObjectDeleted {
+                    table: T::TABLE.name,
+                    key: format!("{key:?}"),
+                });
             }
-            None => {
-                let obj = Obj::new(value);
-                self.add(&obj)?;
-                Ok(obj)
+            let obj = Obj::new(value);
+            self.add(&obj)?;
+            return Ok(obj);
+        };
+        // Not `Obj::modify`: it would take this session's lock, which is held here.
+        self.refresh(&target)?;
+        let queue = {
+            let mut d = target.lock_data();
+            let mut changed = value.changed_columns(&d.value);
+            if let Some(unloaded) = &unloaded {
+                unloaded.iter().for_each(|c| changed.remove(c));
             }
+            for c in changed.iter() {
+                d.value.set_column(c, value.column_value(c))?;
+            }
+            let queue = !changed.is_empty() && d.status == Status::Persistent && !d.queued;
+            d.changed.union(&changed);
+            d.queued |= queue;
+            queue
+        };
+        if queue {
+            self.store::<T>().dirty.push(target.clone());
         }
+        Ok(target)
     }
 
     /// A bulk UPDATE (`set` is `Some`) or DELETE by criteria; the identity map is kept in step

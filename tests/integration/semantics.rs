@@ -545,3 +545,26 @@ fn no_autoflush_suspends_autoflush_for_a_block() {
         Ok(())
     });
 }
+
+#[test]
+fn merging_an_expired_detached_object_copies_only_its_key() {
+    for_each_db(|db| {
+        let f = factory(db);
+        let ed = f.begin(|s| s.add(User::new("ed", 30)))?; // committed, expired, detached
+        let id = ed.identity_key().unwrap();
+        external(db, &format!("UPDATE users SET age = 31 WHERE id = {id}"));
+        let mut s = f.session();
+        let merged = s.merge(&ed)?;
+        assert!(!merged.ptr_eq(&ed) && !merged.is_modified());
+        assert_eq!(
+            merged.read()?.age,
+            31,
+            "the row's current state, not stale values"
+        );
+        assert!(matches!(
+            f.session().merge_without_load(&ed),
+            Err(Error::DetachedInstance { table: "users" })
+        ));
+        Ok(())
+    });
+}
