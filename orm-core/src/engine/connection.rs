@@ -5,6 +5,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use postgres::fallible_iterator::FallibleIterator;
 
+mod raw;
+
 use super::pool::{DriverConn, Manager};
 use super::row::Row;
 use crate::dialect::Dialect;

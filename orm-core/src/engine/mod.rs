@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use connection::Connection;
+pub use row::RawRows;
 
 use crate::dialect::Dialect;
 use crate::error::{Error, Result};

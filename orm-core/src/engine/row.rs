@@ -106,3 +106,75 @@ impl Row<'_> {
         }
     }
 }
+
+/// What one raw SQL statement produced: its column names, every row read as
+/// [`Value`](crate::value::Value)s, and the number of rows it affected.
+///
+/// Returned by [`Connection::execute_raw`](super::Connection::execute_raw) (and by the
+/// session's `execute`). `rows_affected` means the same on both dialects:
+///
+/// | statement | PostgreSQL (the command tag) | SQLite |
+/// | --- | --- | --- |
+/// | `SELECT` (anything returning rows) | rows returned | rows returned |
+/// | `INSERT`/`UPDATE`/`DELETE` | rows written | `changes()`: rows written, not counting triggers or foreign-key actions |
+/// | the same with `RETURNING` | rows written (= rows returned) | rows returned (= rows written) |
+/// | DDL and other commands (`CREATE`, `DROP`, `SET`, ...) | 0 | 0 |
+///
+/// Values come back as the database typed them: an integer column is `I16`, `I32` or `I64` on
+/// PostgreSQL depending on its type, always `I64` on SQLite (compare with
+/// [`as_i64`](crate::value::Value::as_i64)). On PostgreSQL only the types a mapped field can
+/// have are read (integers, floats, booleans, text, bytea): any other type is a
+/// [`Decode`](crate::error::Error::Decode) error naming the column, so cast it in the SQL
+/// (`now()::text`).
+///
+/// # Examples
+///
+/// ```
+/// use orm_core::engine::{Engine, RawRows};
+/// use orm_core::value::Value;
+/// let conn = Engine::connect("sqlite::memory:")?.connection()?;
+/// conn.execute_raw("CREATE TABLE t (name TEXT, n INTEGER)", &[])?;
+/// let inserted = conn.execute_raw("INSERT INTO t VALUES (?1, 1), (?2, 2)", &["a".into(), "b".into()])?;
+/// assert_eq!(inserted.rows_affected, 2);
+/// assert!(inserted.columns.is_empty());
+///
+/// let rows: RawRows = conn.execute_raw("SELECT name, n FROM t ORDER BY n", &[])?;
+/// assert_eq!(rows.columns, ["name", "n"]);
+/// assert_eq!(rows.rows[1], [Value::Text("b".into()), Value::I64(2)]);
+/// assert_eq!(rows.rows_affected, 2);
+/// assert_eq!(rows.column_index("n"), Some(1));
+/// assert_eq!(conn.execute_raw("SELECT count(*) FROM t", &[])?.scalar(), Some(&Value::I64(2)));
+/// # Ok::<(), orm_core::error::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct RawRows {
+    /// The names of the result columns, in order (empty for a statement returning no rows).
+    pub columns: Vec<String>,
+    /// Every row returned, each with one value per column.
+    pub rows: Vec<Vec<crate::value::Value>>,
+    /// The number of rows the statement affected (see the table above).
+    pub rows_affected: u64,
+}
+
+impl RawRows {
+    /// The number of rows returned.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether no row was returned.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The position of the first column named `name`.
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c == name)
+    }
+
+    /// The first column of the first row (`SELECT count(*) ...`), if there is one.
+    pub fn scalar(&self) -> Option<&crate::value::Value> {
+        self.rows.first().and_then(|r| r.first())
+    }
+}
