@@ -4,8 +4,10 @@
 //! 2. explicit commit / rollback with savepoints,
 //! 3. the test-fixture pattern: a session joined to a transaction the caller rolls back.
 //!
-//!     cargo run --example transactions
-//!     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres cargo run --example transactions
+//! ```text
+//! cargo run --example transactions
+//! DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres cargo run --example transactions
+//! ```
 
 use orm::prelude::*;
 use orm::JoinTransactionMode;
