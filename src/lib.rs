@@ -36,14 +36,20 @@ extern crate self as orm;
 pub use orm_core::dialect::Dialect;
 pub use orm_core::engine::{row::Row, Connection, Engine, EngineBuilder, RawRows};
 pub use orm_core::error::{ConstraintKind, DecodeError};
-pub use orm_core::expr::{Assignment, Column, ColumnOf, IntoOrder, Order, Predicate};
+/// Type-level lists of tables, in the types of queries and predicates.
+pub use orm_core::expr::sources;
+pub use orm_core::expr::subquery::{select_from, SubqueryFrom, SubquerySelect};
+pub use orm_core::expr::{
+    avg, count, count_all, exists, max, min, scalar, sum, Assignment, Column, ColumnOf, Expression,
+    IntoOrder, Operand, Order, Predicate, Selectable,
+};
 pub use orm_core::model::{ColumnSet, Mapped, PrimaryKey};
 pub use orm_core::schema::{ColumnDef, ForeignKey, Metadata, Table};
 pub use orm_core::value::{ColumnType, IntoValue, SqlType, Value};
 pub use orm_derive::Mapped;
 pub use orm_session::{
-    sessionmaker, Bind, CurrentSession, Error, FromSession, Info, JoinTransactionMode,
-    NestedTransaction, Obj, ObjRef, ObjectState, Query, Result, ScopedSession, Session,
+    sessionmaker, Bind, ColumnQuery, CurrentSession, Error, FromSession, Info, JoinTransactionMode,
+    NestedTransaction, Obj, ObjHandles, ObjRef, ObjectState, Query, Result, ScopedSession, Session,
     SessionInUse, SessionMaker, SessionMakerBuilder, SessionOptions, Synchronize,
 };
 

@@ -116,6 +116,8 @@ pub trait ColumnType: Clone + PartialEq + Send + Sync + 'static {
     const SQL_TYPE: SqlType;
     /// Whether the column accepts NULL (true for `Option<_>`).
     const NULLABLE: bool = false;
+    /// The type without `Option`: `i64` for both `i64` and `Option<i64>`.
+    type Inner: ColumnType + NotNull;
     /// Converts to a bound parameter.
     fn to_value(&self) -> Value;
     /// Reads column `idx` of a driver row.
@@ -128,6 +130,7 @@ macro_rules! column_type {
     ($t:ty, $sql:ident, $variant:ident) => {
         impl ColumnType for $t {
             const SQL_TYPE: SqlType = SqlType::$sql;
+            type Inner = $t;
             #[inline]
             fn to_value(&self) -> Value {
                 Value::$variant(self.clone())
@@ -167,6 +170,7 @@ macro_rules! column_type_no_int {
     ($t:ty, $sql:ident, $variant:ident) => {
         impl ColumnType for $t {
             const SQL_TYPE: SqlType = SqlType::$sql;
+            type Inner = $t;
             #[inline]
             fn to_value(&self) -> Value {
                 Value::$variant(self.clone())
@@ -200,6 +204,7 @@ column_type_no_int!(Vec<u8>, Blob, Bytes);
 impl<T: ColumnType + NotNull> ColumnType for Option<T> {
     const SQL_TYPE: SqlType = T::SQL_TYPE;
     const NULLABLE: bool = true;
+    type Inner = T;
     #[inline]
     fn to_value(&self) -> Value {
         match self {

@@ -59,13 +59,9 @@ pub(crate) fn key_filter<T: Mapped>(key: &T::Key) -> Expr {
 }
 
 fn select_by_key<T: Mapped>(key: &T::Key) -> Select {
-    Select {
-        table: T::TABLE,
-        filter: Some(key_filter::<T>(key)),
-        order_by: Vec::new(),
-        limit: None,
-        offset: None,
-    }
+    let mut select = Select::of(T::TABLE);
+    select.filter = Some(key_filter::<T>(key));
+    select
 }
 
 impl Core {
@@ -512,6 +508,31 @@ impl Core {
         }
     }
 
+    /// Runs a SELECT and decodes each row with `decode`, which may reach the session's stores.
+    pub(crate) fn load_with<R>(
+        &mut self,
+        select: Select,
+        mut decode: impl FnMut(&mut Core, &Row<'_>) -> orm_core::error::Result<R>,
+    ) -> Result<Vec<R>> {
+        let conn = self.connection()?;
+        let mut out = Vec::new();
+        conn.query_statement(Statement::Select(select), |row| {
+            out.push(decode(self, row)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The identity-mapped object of `T` whose columns start at `at` in `row`.
+    pub(crate) fn entity_at<T: Mapped>(
+        &mut self,
+        row: &Row<'_>,
+        at: usize,
+    ) -> orm_core::error::Result<Obj<T>> {
+        let template = self.persistent(());
+        object_from_row(self.store::<T>(), &template, row, at)
+    }
+
     /// Runs a SELECT of all columns of `T` and returns its rows as identity-mapped objects.
     pub(crate) fn load<T: Mapped>(&mut self, select: Select) -> Result<Vec<Obj<T>>> {
         let conn = self.connection()?;
@@ -519,7 +540,7 @@ impl Core {
         let template = self.persistent(());
         let store = self.store::<T>();
         conn.query_statement(Statement::Select(select), |row| {
-            out.push(object_from_row(store, &template, row)?);
+            out.push(object_from_row(store, &template, row, 0)?);
             Ok(())
         })?;
         Ok(out)
@@ -532,16 +553,17 @@ fn object_from_row<T: Mapped>(
     store: &mut Store<T>,
     template: &ObjData<()>,
     row: &Row<'_>,
+    at: usize,
 ) -> orm_core::error::Result<Obj<T>> {
-    let key = T::key_from_row(row, 0)?;
+    let key = T::key_from_row(row, at)?;
     if let Some(obj) = store.lookup(&key) {
         let mut d = obj.lock_data();
         if d.is_wholly_expired() {
-            d.value = T::from_row(row, 0)?;
+            d.value = T::from_row(row, at)?;
             d.changed = ColumnSet::default();
             d.mark_loaded();
         } else if let Some(columns) = d.expired_columns.take() {
-            let fresh = T::from_row(row, 0)?;
+            let fresh = T::from_row(row, at)?;
             for c in columns.iter() {
                 d.value.set_column(c, fresh.column_value(c))?;
             }
@@ -551,7 +573,7 @@ fn object_from_row<T: Mapped>(
         return Ok(obj);
     }
     let obj = Obj::with_data(ObjData {
-        value: T::from_row(row, 0)?,
+        value: T::from_row(row, at)?,
         link: template.link.clone(),
         status: Status::Persistent,
         identity: true,

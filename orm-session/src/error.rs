@@ -146,6 +146,24 @@ pub enum Error {
         /// The table.
         table: &'static str,
     },
+    /// `join::<T>()` found no foreign key between `T` and the tables of the query.
+    #[error(
+        "no foreign key joins table `{to}` to {from:?}; use join_on with an explicit condition"
+    )]
+    NoJoinPath {
+        /// The table joined.
+        to: &'static str,
+        /// The tables already in the query.
+        from: Vec<&'static str>,
+    },
+    /// `join::<T>()` found several foreign keys to join along.
+    #[error(
+        "several foreign keys could join table `{to}`; use join_on with an explicit condition"
+    )]
+    AmbiguousJoin {
+        /// The table joined.
+        to: &'static str,
+    },
     /// A query expected one row and found none.
     #[error("no row of table `{table}` was found")]
     NoResultFound {

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use orm_core::engine::Connection;
+use orm_core::expr::sources::One;
 use orm_core::expr::ColumnOf;
 use orm_core::model::Mapped;
-use orm_core::sql::ast::Select;
 use parking_lot::Mutex;
 
 use crate::core::Core;
@@ -18,6 +18,7 @@ use crate::query::Query;
 use crate::sessionmaker::{Info, SessionOptions};
 use crate::state::ObjectState;
 use crate::transaction::Tx;
+use orm_core::expr::entities::Entities;
 
 /// The part of a session that objects reach through their link (to queue themselves as
 /// dirty, or to load expired attributes).
@@ -322,8 +323,9 @@ impl Session {
         obj.session_id() == Some(self.id())
     }
 
-    /// A query returning objects of `T` through the identity map.
-    pub fn query<T: Mapped>(&mut self) -> Query<'_, T> {
+    /// A query returning objects of `E` (a mapped type, or a tuple of them joined together)
+    /// through the identity map.
+    pub fn query<E: Entities>(&mut self) -> Query<'_, E, One<E::First>> {
         Query::new(self)
     }
 
@@ -374,12 +376,6 @@ impl Session {
     /// Whether the identity map holds no live object.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    pub(crate) fn load<T: Mapped>(&mut self, select: Select) -> Result<Vec<Obj<T>>> {
-        let mut core = self.core();
-        core.autoflush()?;
-        core.load(select)
     }
 }
 

@@ -9,6 +9,7 @@ mod support;
 mod bulk;
 mod engine;
 mod models;
+mod query;
 mod raw_sql;
 mod scoped;
 mod semantics;

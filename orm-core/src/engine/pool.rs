@@ -43,7 +43,7 @@ impl DriverConn {
                     | OpenFlags::SQLITE_OPEN_NO_MUTEX;
                 let conn = rusqlite::Connection::open_with_flags(path, flags)
                     .map_err(|e| connect_err(Box::new(e)))?;
-                conn.execute_batch("PRAGMA foreign_keys = ON")
+                conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA case_sensitive_like = ON")
                     .map_err(|e| connect_err(Box::new(e)))?;
                 conn.busy_timeout(std::time::Duration::from_secs(10))
                     .map_err(|e| connect_err(Box::new(e)))?;

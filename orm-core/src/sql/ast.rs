@@ -31,6 +31,96 @@ pub enum Expr {
     Or(Vec<Expr>),
     /// Negation.
     Not(Box<Expr>),
+    /// `expr IS NULL` (or `IS NOT NULL` when `negated`).
+    IsNull {
+        /// The tested expression.
+        expr: Box<Expr>,
+        /// `IS NOT NULL`.
+        negated: bool,
+    },
+    /// `expr IN (a, b, ..)` (or `NOT IN`); an empty list is false (`NOT IN`: true).
+    InList {
+        /// The tested expression.
+        expr: Box<Expr>,
+        /// The candidates.
+        list: Vec<Expr>,
+        /// `NOT IN`.
+        negated: bool,
+    },
+    /// `expr IN (SELECT ..)`.
+    InSelect {
+        /// The tested expression.
+        expr: Box<Expr>,
+        /// The subquery, selecting one column.
+        select: Box<Select>,
+    },
+    /// `expr BETWEEN low AND high`.
+    Between {
+        /// The tested expression.
+        expr: Box<Expr>,
+        /// Lower bound (inclusive).
+        low: Box<Expr>,
+        /// Upper bound (inclusive).
+        high: Box<Expr>,
+    },
+    /// `expr LIKE pattern`, case-sensitive on both dialects; `case_insensitive` compares
+    /// lower-cased text (PostgreSQL's ILIKE semantics).
+    Like {
+        /// The tested text.
+        expr: Box<Expr>,
+        /// The pattern (`%` and `_` wildcards).
+        pattern: Box<Expr>,
+        /// ILIKE.
+        case_insensitive: bool,
+    },
+    /// An aggregate: `COUNT(*)` when `arg` is `None`.
+    Aggregate {
+        /// The function.
+        func: Aggregate,
+        /// Its argument.
+        arg: Option<Box<Expr>>,
+    },
+    /// `CAST(expr AS type)`.
+    Cast(Box<Expr>, SqlType),
+    /// `EXISTS (SELECT ..)`.
+    Exists(Box<Select>),
+    /// `(SELECT ..)` as a value.
+    Scalar(Box<Select>),
+}
+
+/// An aggregate function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aggregate {
+    /// `COUNT`
+    Count,
+    /// `SUM`
+    Sum,
+    /// `MIN`
+    Min,
+    /// `MAX`
+    Max,
+    /// `AVG`
+    Avg,
+}
+
+/// Where NULLs sort.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nulls {
+    /// `NULLS FIRST`
+    First,
+    /// `NULLS LAST`
+    Last,
+}
+
+/// A joined table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Join {
+    /// The table joined.
+    pub table: &'static Table,
+    /// LEFT OUTER JOIN instead of INNER JOIN.
+    pub outer: bool,
+    /// The ON condition.
+    pub on: Expr,
 }
 
 /// A comparison operator.
@@ -70,21 +160,76 @@ pub struct OrderBy {
     pub expr: Expr,
     /// DESC instead of ASC.
     pub descending: bool,
+    /// Where NULLs sort, when not the dialect's default.
+    pub nulls: Option<Nulls>,
 }
 
-/// `SELECT <all columns of table> FROM table WHERE .. ORDER BY .. LIMIT .. OFFSET ..`
-#[derive(Debug, Clone)]
+/// `SELECT [DISTINCT] columns FROM table [JOIN ..] WHERE .. GROUP BY .. HAVING .. ORDER BY ..
+/// LIMIT .. OFFSET ..`
+#[derive(Debug, Clone, PartialEq)]
 pub struct Select {
-    /// The table selected from; all its columns are selected, in order.
+    /// The first table of the FROM clause.
     pub table: &'static Table,
+    /// The selected expressions.
+    pub columns: Vec<Expr>,
+    /// SELECT DISTINCT.
+    pub distinct: bool,
+    /// Joined tables, in order.
+    pub joins: Vec<Join>,
     /// The WHERE condition.
     pub filter: Option<Expr>,
+    /// GROUP BY terms.
+    pub group_by: Vec<Expr>,
+    /// The HAVING condition.
+    pub having: Option<Expr>,
     /// ORDER BY terms.
     pub order_by: Vec<OrderBy>,
     /// LIMIT.
     pub limit: Option<u64>,
     /// OFFSET.
     pub offset: Option<u64>,
+}
+
+impl Select {
+    /// `SELECT <every column of table> FROM table`.
+    pub fn of(table: &'static Table) -> Select {
+        Select {
+            table,
+            columns: Select::all_columns(table),
+            distinct: false,
+            joins: Vec::new(),
+            filter: None,
+            group_by: Vec::new(),
+            having: None,
+            order_by: Vec::new(),
+            limit: None,
+            offset: None,
+        }
+    }
+
+    /// Every column of `table`, qualified, in order.
+    pub fn all_columns(table: &'static Table) -> Vec<Expr> {
+        table
+            .columns
+            .iter()
+            .map(|c| Expr::Column {
+                table: table.name,
+                column: c.name,
+            })
+            .collect()
+    }
+
+    /// Adds a condition, ANDed with the present one.
+    pub fn and_where(&mut self, e: Expr) {
+        self.filter = Some(match self.filter.take() {
+            None => e,
+            Some(Expr::And(mut items)) => {
+                items.push(e);
+                Expr::And(items)
+            }
+            Some(prev) => Expr::And(vec![prev, e]),
+        });
+    }
 }
 
 /// Where the rows of an INSERT come from.

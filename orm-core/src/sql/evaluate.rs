@@ -44,7 +44,24 @@ pub fn evaluable(expr: &Expr, table: &Table) -> bool {
             }
             _ => false,
         },
-        Expr::Column { .. } | Expr::Param(_) => false,
+        Expr::IsNull { expr, .. } => {
+            matches!(expr.as_ref(), Expr::Column { table: t, column } if *t == table.name && table.column_index(column).is_some())
+        }
+        Expr::InList { expr, list, .. } => {
+            list.iter().all(|item| matches!(item, Expr::Param(_)))
+                && list.iter().all(|item| {
+                    evaluable(
+                        &Expr::Binary {
+                            op: BinOp::Eq,
+                            left: expr.clone(),
+                            right: Box::new(item.clone()),
+                        },
+                        table,
+                    )
+                })
+        }
+        // LIKE patterns, aggregates, casts and subqueries are left to the database.
+        _ => false,
     }
 }
 
@@ -91,7 +108,39 @@ pub fn evaluate(expr: &Expr, table: &Table, value_of: &dyn Fn(usize) -> Value) -
                 BinOp::Ge => ordering != Ordering::Less,
             })
         }
-        Expr::Column { .. } | Expr::Param(_) => None,
+        Expr::IsNull { expr, negated } => {
+            let Expr::Column { column, .. } = expr.as_ref() else {
+                return None;
+            };
+            let is_null = value_of(table.column_index(column)?) == Value::Null;
+            Some(is_null != *negated)
+        }
+        Expr::InList {
+            expr,
+            list,
+            negated,
+        } => {
+            // x IN (a, b) is x = a OR x = b, with the same NULL logic.
+            let any = evaluate(
+                &Expr::Or(
+                    list.iter()
+                        .map(|item| Expr::Binary {
+                            op: BinOp::Eq,
+                            left: expr.clone(),
+                            right: Box::new(item.clone()),
+                        })
+                        .collect(),
+                ),
+                table,
+                value_of,
+            );
+            if *negated {
+                any.map(|b| !b)
+            } else {
+                any
+            }
+        }
+        _ => None,
     }
 }
 

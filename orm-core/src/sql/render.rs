@@ -3,8 +3,8 @@
 use crate::dialect::Dialect;
 use crate::schema::Table;
 use crate::sql::ast::{
-    Delete, DeleteRows, DeleteWhere, Expr, Insert, InsertRows, OrderBy, Select, Statement, Update,
-    UpdateRows, UpdateWhere,
+    Aggregate, Delete, DeleteRows, DeleteWhere, Expr, Insert, InsertRows, Nulls, OrderBy, Select,
+    Statement, Update, UpdateRows, UpdateWhere,
 };
 use crate::value::{SqlType, Value};
 
@@ -132,24 +132,138 @@ impl Renderer {
                 self.expr(inner);
                 self.sql.push(')');
             }
+            Expr::IsNull { expr, negated } => {
+                self.expr(expr);
+                self.sql
+                    .push_str(if *negated { " IS NOT NULL" } else { " IS NULL" });
+            }
+            Expr::InList {
+                expr,
+                list,
+                negated,
+            } => {
+                if list.is_empty() {
+                    // `IN ()` is not SQL; an empty list matches nothing.
+                    self.sql.push_str(if *negated { "1 = 1" } else { "1 = 0" });
+                    return;
+                }
+                self.expr(expr);
+                self.sql
+                    .push_str(if *negated { " NOT IN (" } else { " IN (" });
+                for (i, item) in list.iter().enumerate() {
+                    if i > 0 {
+                        self.sql.push_str(", ");
+                    }
+                    self.expr(item);
+                }
+                self.sql.push(')');
+            }
+            Expr::InSelect { expr, select } => {
+                self.expr(expr);
+                self.sql.push_str(" IN (");
+                self.select(select);
+                self.sql.push(')');
+            }
+            Expr::Between { expr, low, high } => {
+                self.expr(expr);
+                self.sql.push_str(" BETWEEN ");
+                self.expr(low);
+                self.sql.push_str(" AND ");
+                self.expr(high);
+            }
+            Expr::Like {
+                expr,
+                pattern,
+                case_insensitive,
+            } => match (self.dialect, case_insensitive) {
+                (_, false) => {
+                    // SQLite connections run with `case_sensitive_like = ON`, as PostgreSQL.
+                    self.expr(expr);
+                    self.sql.push_str(" LIKE ");
+                    self.expr(pattern);
+                }
+                (Dialect::Postgres, true) => {
+                    self.expr(expr);
+                    self.sql.push_str(" ILIKE ");
+                    self.expr(pattern);
+                }
+                (Dialect::Sqlite, true) => {
+                    self.sql.push_str("lower(");
+                    self.expr(expr);
+                    self.sql.push_str(") LIKE lower(");
+                    self.expr(pattern);
+                    self.sql.push(')');
+                }
+            },
+            Expr::Aggregate { func, arg } => {
+                self.sql.push_str(match func {
+                    Aggregate::Count => "count(",
+                    Aggregate::Sum => "sum(",
+                    Aggregate::Min => "min(",
+                    Aggregate::Max => "max(",
+                    Aggregate::Avg => "avg(",
+                });
+                match arg {
+                    Some(a) => self.expr(a),
+                    None => self.sql.push('*'),
+                }
+                self.sql.push(')');
+            }
+            Expr::Cast(inner, ty) => {
+                self.sql.push_str("CAST(");
+                self.expr(inner);
+                self.sql.push_str(" AS ");
+                self.sql.push_str(self.dialect.type_name(*ty, false));
+                self.sql.push(')');
+            }
+            Expr::Exists(select) => {
+                self.sql.push_str("EXISTS (");
+                self.select(select);
+                self.sql.push(')');
+            }
+            Expr::Scalar(select) => {
+                self.sql.push('(');
+                self.select(select);
+                self.sql.push(')');
+            }
         }
     }
 
     fn select(&mut self, s: &Select) {
-        self.sql.push_str("SELECT ");
-        for (i, c) in s.table.columns.iter().enumerate() {
+        self.sql.push_str(if s.distinct {
+            "SELECT DISTINCT "
+        } else {
+            "SELECT "
+        });
+        for (i, c) in s.columns.iter().enumerate() {
             if i > 0 {
                 self.sql.push_str(", ");
             }
-            self.ident(s.table.name);
-            self.sql.push('.');
-            self.ident(c.name);
+            self.expr(c);
         }
         self.sql.push_str(" FROM ");
         self.ident(s.table.name);
+        for j in &s.joins {
+            self.sql.push_str(if j.outer {
+                " LEFT OUTER JOIN "
+            } else {
+                " JOIN "
+            });
+            self.ident(j.table.name);
+            self.sql.push_str(" ON ");
+            self.expr(&j.on);
+        }
         if let Some(f) = &s.filter {
             self.sql.push_str(" WHERE ");
             self.expr(f);
+        }
+        for (i, g) in s.group_by.iter().enumerate() {
+            self.sql.push_str(if i == 0 { " GROUP BY " } else { ", " });
+            self.expr(g);
+        }
+        if let Some(h) = &s.having {
+            self.sql.push_str(" HAVING ");
+            self.expr(h);
         }
         self.order_by(&s.order_by);
         use std::fmt::Write;
@@ -170,6 +284,11 @@ impl Renderer {
             self.expr(&o.expr);
             self.sql
                 .push_str(if o.descending { " DESC" } else { " ASC" });
+            match o.nulls {
+                Some(Nulls::First) => self.sql.push_str(" NULLS FIRST"),
+                Some(Nulls::Last) => self.sql.push_str(" NULLS LAST"),
+                None => {}
+            }
         }
     }
 

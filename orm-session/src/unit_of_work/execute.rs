@@ -472,13 +472,8 @@ fn select_versions<T: Mapped>(
     let mut found = HashMap::with_capacity(wanted.len());
     for chunk in wanted.chunks(KEYS_PER_SELECT) {
         let filter = Expr::Or(chunk.iter().map(|(key, _)| key_eq::<T>(key)).collect());
-        let select = Select {
-            table,
-            filter: Some(filter),
-            order_by: Vec::new(),
-            limit: None,
-            offset: None,
-        };
+        let mut select = Select::of(table);
+        select.filter = Some(filter);
         conn.query_statement(Statement::Select(select), |row| {
             let key = T::key_from_row(row, 0)?;
             let version = table

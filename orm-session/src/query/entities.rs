@@ -1,0 +1,25 @@
+//! The session's [`EntityLoader`]: selected entities decode through the identity map.
+
+use orm_core::engine::row::Row;
+use orm_core::expr::entities::{EntityLoader, Handles};
+use orm_core::model::Mapped;
+
+use crate::core::Core;
+use crate::object::Obj;
+
+/// Access to the session's identity map while rows decode.
+pub(crate) struct Loader<'a>(pub(crate) &'a mut Core);
+
+/// Selected entities come back as [`Obj`] handles.
+pub struct ObjHandles;
+
+impl Handles for ObjHandles {
+    type Handle<T: Mapped> = Obj<T>;
+}
+
+impl EntityLoader for Loader<'_> {
+    type Handles = ObjHandles;
+    fn load<T: Mapped>(&mut self, row: &Row<'_>, at: usize) -> orm_core::error::Result<Obj<T>> {
+        self.0.entity_at::<T>(row, at)
+    }
+}

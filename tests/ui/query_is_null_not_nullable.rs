@@ -1,0 +1,26 @@
+// `is_null` on a column that can never be NULL must not compile.
+use orm::prelude::*;
+
+#[derive(Mapped)]
+#[mapped(table = "users")]
+pub struct User {
+    #[mapped(primary_key)]
+    pub id: Option<i64>,
+    pub name: String,
+    pub age: i32,
+}
+
+#[derive(Mapped)]
+#[mapped(table = "addresses")]
+pub struct Address {
+    #[mapped(primary_key)]
+    pub id: Option<i64>,
+    #[mapped(foreign_key = "users.id")]
+    pub user_id: i64,
+    pub email: String,
+}
+
+fn main() {
+    let mut session = sessionmaker().build().session();
+    let _ = session.query::<User>().filter(User::age.is_null()).all();
+}
