@@ -8,6 +8,7 @@ mod support;
 
 mod bulk;
 mod engine;
+mod golden;
 mod models;
 mod query;
 mod raw_sql;
