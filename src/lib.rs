@@ -45,6 +45,8 @@ pub use orm_core::expr::{
 };
 pub use orm_core::model::{ColumnSet, Mapped, PrimaryKey};
 pub use orm_core::schema::{ColumnDef, ForeignKey, Metadata, Table};
+/// Statements as data (the AST) and their rendering per dialect, for raw metadata.
+pub use orm_core::sql;
 pub use orm_core::value::{ColumnType, IntoValue, SqlType, Value};
 pub use orm_derive::Mapped;
 pub use orm_session::{

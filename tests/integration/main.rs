@@ -9,6 +9,7 @@ mod support;
 mod bulk;
 mod engine;
 mod golden;
+mod hostile;
 mod models;
 mod query;
 mod raw_sql;
