@@ -51,8 +51,9 @@ pub use orm_core::value::{ColumnType, IntoValue, SqlType, Value};
 pub use orm_derive::Mapped;
 pub use orm_session::{
     sessionmaker, Bind, ColumnQuery, CurrentSession, Error, FromSession, Info, JoinTransactionMode,
-    NestedTransaction, Obj, ObjHandles, ObjRef, ObjectState, Query, Result, ScopedSession, Session,
-    SessionInUse, SessionMaker, SessionMakerBuilder, SessionOptions, Synchronize,
+    NestedTransaction, Obj, ObjHandles, ObjRef, ObjectState, Query, QueryIter, Result,
+    ScopedSession, Session, SessionInUse, SessionMaker, SessionMakerBuilder, SessionOptions,
+    Synchronize,
 };
 
 /// The core crate's error type (engine, dialects, decoding).

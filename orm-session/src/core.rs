@@ -58,6 +58,26 @@ pub(crate) fn key_filter<T: Mapped>(key: &T::Key) -> Expr {
     }
 }
 
+/// `table.pk IN ($1, $2, ..)`, or an OR of key filters for a composite key.
+pub(crate) fn keys_filter<T: Mapped>(keys: &[T::Key]) -> Expr {
+    let t = T::TABLE;
+    if let [pk] = t.primary_key {
+        return Expr::InList {
+            expr: Box::new(Expr::Column {
+                table: t.name,
+                column: t.columns[*pk].name,
+            }),
+            list: keys
+                .iter()
+                .flat_map(|k| k.values())
+                .map(Expr::Param)
+                .collect(),
+            negated: false,
+        };
+    }
+    Expr::Or(keys.iter().map(key_filter::<T>).collect())
+}
+
 fn select_by_key<T: Mapped>(key: &T::Key) -> Select {
     let mut select = Select::of(T::TABLE);
     select.filter = Some(key_filter::<T>(key));

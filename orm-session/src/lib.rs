@@ -35,7 +35,7 @@ mod unit_of_work;
 
 pub use error::{Error, Result};
 pub use object::{Obj, ObjRef};
-pub use query::{ColumnQuery, ObjHandles, Query, Synchronize};
+pub use query::{ColumnQuery, ObjHandles, Query, QueryIter, Synchronize};
 pub use scoped::{CurrentSession, ScopedSession, SessionInUse};
 pub use session::{NestedTransaction, Session};
 pub use sessionmaker::{

@@ -334,3 +334,42 @@ fn joining_a_table_without_a_foreign_key_is_a_clear_error() {
         Ok(())
     });
 }
+
+#[test]
+fn iter_streams_objects_in_batches_in_the_querys_order() {
+    for_each_db(|db| {
+        create_schema(&db.engine());
+        let f = sessionmaker().bind(db.engine()).build();
+        let mut s = f.session();
+        s.add_all((0..2000).map(|i| User::new(&format!("u{i:04}"), i % 100)))?;
+        s.commit()?;
+        let (result, sql) = capture(|| -> orm::Result<(usize, Vec<String>)> {
+            let mut seen = 0;
+            let mut first = Vec::new();
+            let mut session = f.session();
+            let it = session
+                .query::<User>()
+                .filter(User::age.lt(50))
+                .order_by(User::name.desc())
+                .iter(300)?;
+            for user in it {
+                let user = user?;
+                if first.len() < 3 {
+                    first.push(user.read()?.name.clone());
+                }
+                seen += 1;
+            }
+            Ok((seen, first))
+        });
+        let (seen, first) = result?;
+        assert_eq!(seen, 1000);
+        assert_eq!(first, ["u1949", "u1948", "u1947"]);
+        let selects = sql.iter().filter(|q| q.starts_with("SELECT")).count();
+        assert_eq!(
+            selects,
+            1 + 1000_usize.div_ceil(300),
+            "one key query, then one per batch: {selects}"
+        );
+        Ok(())
+    });
+}

@@ -16,6 +16,8 @@ pub enum Expr {
     },
     /// A bound parameter.
     Param(Value),
+    /// The literal `NULL`.
+    Null,
     /// A binary comparison.
     Binary {
         /// The operator.

@@ -105,6 +105,7 @@ impl Renderer {
                 self.ident(column);
             }
             Expr::Param(v) => self.param(v.clone()),
+            Expr::Null => self.sql.push_str("NULL"),
             Expr::Binary { op, left, right } => {
                 self.expr(left);
                 self.sql.push(' ');

@@ -337,6 +337,98 @@ impl<'s, E: Entities, F> Query<'s, E, F> {
     }
 }
 
+impl<'s, T: Mapped, F> Query<'s, T, F> {
+    /// Streams the matching objects without holding them all: the keys of the matching rows
+    /// are read first (in the query's order), then the objects are loaded `batch` at a time
+    /// as the iterator advances. Objects the caller drops are released (the identity map
+    /// holds clean objects weakly). A row deleted by another transaction between the two
+    /// steps is skipped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use orm::__doc::*;
+    /// # fn main() -> Result<(), orm::Error> {
+    /// # let (_engine, factory) = setup();
+    /// let mut session = factory.session();
+    /// session.add_all((0..10).map(|i| User::new(&format!("u{i}"), i)))?;
+    /// let mut total = 0;
+    /// for user in session.query::<User>().order_by(User::age).iter(4)? {
+    ///     total += user?.read()?.age;
+    /// }
+    /// assert_eq!(total, 45);
+    /// # Ok(()) }
+    /// ```
+    pub fn iter(mut self, batch: usize) -> Result<QueryIter<'s, T>> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let table = T::TABLE;
+        // Only the key columns carry data; the others are typed NULLs, so the row keeps the
+        // layout `key_from_row` reads.
+        self.select.columns = table
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if table.primary_key.contains(&i) {
+                    Expr::Column {
+                        table: table.name,
+                        column: c.name,
+                    }
+                } else {
+                    Expr::Cast(Box::new(Expr::Null), c.sql_type)
+                }
+            })
+            .collect();
+        let keys = {
+            let mut core = self.session.core();
+            core.autoflush()?;
+            core.load_with(self.select, |_, row| T::key_from_row(row, 0))?
+        };
+        Ok(QueryIter {
+            session: self.session,
+            keys: keys.into_iter(),
+            batch: batch.max(1),
+            buffer: std::collections::VecDeque::new(),
+        })
+    }
+}
+
+/// The iterator of [`Query::iter`]: objects loaded a batch at a time.
+pub struct QueryIter<'s, T: Mapped> {
+    session: &'s mut Session,
+    keys: std::vec::IntoIter<T::Key>,
+    batch: usize,
+    buffer: std::collections::VecDeque<crate::object::Obj<T>>,
+}
+
+impl<T: Mapped> Iterator for QueryIter<'_, T> {
+    type Item = Result<crate::object::Obj<T>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.buffer.is_empty() {
+            let keys: Vec<T::Key> = self.keys.by_ref().take(self.batch).collect();
+            if keys.is_empty() {
+                return None;
+            }
+            let mut select = Select::of(T::TABLE);
+            select.filter = Some(crate::core::keys_filter::<T>(&keys));
+            let loaded = match self.session.core().load::<T>(select) {
+                Ok(objs) => objs,
+                Err(e) => return Some(Err(e)),
+            };
+            let mut by_key: std::collections::HashMap<T::Key, crate::object::Obj<T>> = loaded
+                .into_iter()
+                .filter_map(|o| Some((o.identity_key()?, o)))
+                .collect();
+            self.buffer
+                .extend(keys.iter().filter_map(|k| by_key.remove(k)));
+        }
+        self.buffer.pop_front().map(Ok)
+    }
+}
+
 impl<'s, T: Mapped> Query<'s, T, One<T>> {
     /// How a bulk update or delete synchronizes the session (default [`Synchronize::Auto`]).
     pub fn synchronize(mut self, mode: Synchronize) -> Self {
