@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use orm_core::engine::Connection;
 use orm_core::model::{ColumnSet, Mapped, PrimaryKey};
 use orm_core::sql::ast::{
-    BinOp, Delete, DeleteRows, Expr, Insert, InsertRows, Select, Statement, Update, UpdateRows,
+    Delete, DeleteRows, Insert, InsertRows, Select, Statement, Update, UpdateRows,
 };
 use orm_core::value::{SqlType, Value};
 
@@ -471,7 +471,8 @@ fn select_versions<T: Mapped>(
     let table = T::TABLE;
     let mut found = HashMap::with_capacity(wanted.len());
     for chunk in wanted.chunks(KEYS_PER_SELECT) {
-        let filter = Expr::Or(chunk.iter().map(|(key, _)| key_eq::<T>(key)).collect());
+        let keys: Vec<T::Key> = chunk.iter().map(|(key, _)| key.clone()).collect();
+        let filter = crate::core::keys_filter::<T>(&keys);
         let mut select = Select::of(table);
         select.filter = Some(filter);
         conn.query_statement(Statement::Select(select), |row| {
@@ -485,27 +486,4 @@ fn select_versions<T: Mapped>(
         })?;
     }
     Ok(found)
-}
-
-/// `key column = value AND ...` for one primary key.
-fn key_eq<T: Mapped>(key: &T::Key) -> Expr {
-    let table = T::TABLE;
-    let mut terms: Vec<Expr> = table
-        .primary_key
-        .iter()
-        .zip(key.values())
-        .map(|(&c, value)| Expr::Binary {
-            op: BinOp::Eq,
-            left: Box::new(Expr::Column {
-                table: table.name,
-                column: table.columns[c].name,
-            }),
-            right: Box::new(Expr::Param(value)),
-        })
-        .collect();
-    if terms.len() == 1 {
-        terms.pop().expect("one term")
-    } else {
-        Expr::And(terms)
-    }
 }
