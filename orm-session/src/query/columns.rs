@@ -57,14 +57,7 @@ impl<'s, Sel: Selectable, F> ColumnQuery<'s, Sel, F> {
         }
     }
 
-    /// Adds a WHERE condition (ANDed with earlier ones).
-    pub fn filter<S, I>(mut self, predicate: Predicate<S>) -> Self
-    where
-        S: AllIn<F, I>,
-    {
-        self.select.and_where(predicate.into_expr());
-        self
-    }
+    clauses!();
 
     /// Adds a GROUP BY term: a column or expression, or a tuple of them.
     pub fn group_by<G: Selectable, I>(mut self, terms: G) -> Self
@@ -85,35 +78,6 @@ impl<'s, Sel: Selectable, F> ColumnQuery<'s, Sel, F> {
             Some(prev) => orm_core::sql::ast::Expr::And(vec![prev, e]),
             None => e,
         });
-        self
-    }
-
-    /// Adds an ORDER BY term.
-    pub fn order_by<O: IntoOrder, I>(mut self, order: O) -> Self
-    where
-        O::Sources: AllIn<F, I>,
-    {
-        self.select
-            .order_by
-            .push(order.into_order().into_order_by());
-        self
-    }
-
-    /// LIMIT.
-    pub fn limit(mut self, n: u64) -> Self {
-        self.select.limit = Some(n);
-        self
-    }
-
-    /// OFFSET.
-    pub fn offset(mut self, n: u64) -> Self {
-        self.select.offset = Some(n);
-        self
-    }
-
-    /// SELECT DISTINCT.
-    pub fn distinct(mut self) -> Self {
-        self.select.distinct = true;
         self
     }
 

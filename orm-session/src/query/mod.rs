@@ -6,6 +6,50 @@
 //! only expressions over tables of `F`: a filter on a column of a table that was not joined
 //! does not compile.
 
+/// The clauses every query has, over the FROM list `F`: `filter`, `order_by`, `limit`,
+/// `offset`, `distinct`. Expanded inside `impl` blocks of types with a `select: Select` field.
+macro_rules! clauses {
+    () => {
+        /// Adds a WHERE condition (ANDed with earlier ones) over tables of the query.
+        pub fn filter<S, I>(mut self, predicate: Predicate<S>) -> Self
+        where
+            S: AllIn<F, I>,
+        {
+            self.select.and_where(predicate.into_expr());
+            self
+        }
+
+        /// Adds an ORDER BY term: a column (ascending), `column.desc()`, `.nulls_last()`...
+        pub fn order_by<O: IntoOrder, I>(mut self, order: O) -> Self
+        where
+            O::Sources: AllIn<F, I>,
+        {
+            self.select
+                .order_by
+                .push(order.into_order().into_order_by());
+            self
+        }
+
+        /// LIMIT.
+        pub fn limit(mut self, n: u64) -> Self {
+            self.select.limit = Some(n);
+            self
+        }
+
+        /// OFFSET.
+        pub fn offset(mut self, n: u64) -> Self {
+            self.select.offset = Some(n);
+            self
+        }
+
+        /// SELECT DISTINCT.
+        pub fn distinct(mut self) -> Self {
+            self.select.distinct = true;
+            self
+        }
+    };
+}
+
 mod columns;
 mod entities;
 
@@ -159,43 +203,7 @@ impl<'s, E: Entities, F> Query<'s, E, F> {
         self.tables.push(table);
     }
 
-    /// Adds a WHERE condition (ANDed with earlier ones) over tables of the query.
-    pub fn filter<S, I>(mut self, predicate: Predicate<S>) -> Self
-    where
-        S: AllIn<F, I>,
-    {
-        self.select.and_where(predicate.into_expr());
-        self
-    }
-
-    /// Adds an ORDER BY term: a column (ascending), `column.desc()`, `.nulls_last()`...
-    pub fn order_by<O: IntoOrder, I>(mut self, order: O) -> Self
-    where
-        O::Sources: AllIn<F, I>,
-    {
-        self.select
-            .order_by
-            .push(order.into_order().into_order_by());
-        self
-    }
-
-    /// LIMIT.
-    pub fn limit(mut self, n: u64) -> Self {
-        self.select.limit = Some(n);
-        self
-    }
-
-    /// OFFSET.
-    pub fn offset(mut self, n: u64) -> Self {
-        self.select.offset = Some(n);
-        self
-    }
-
-    /// SELECT DISTINCT.
-    pub fn distinct(mut self) -> Self {
-        self.select.distinct = true;
-        self
-    }
+    clauses!();
 
     /// INNER JOIN `J` along the foreign key between it and a table already in the query.
     pub fn join<J: Mapped>(mut self) -> Query<'s, E, HCons<J, F>> {
