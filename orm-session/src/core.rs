@@ -31,6 +31,8 @@ pub(crate) struct Core {
     pub(crate) tx: Tx,
     /// Open savepoints of the session, outermost first.
     pub(crate) frames: Vec<Frame>,
+    /// Serial number of the last savepoint opened.
+    pub(crate) savepoint_serial: u64,
     pub(crate) stores: Vec<Box<dyn AnyStore>>,
     pub(crate) by_type: HashMap<TypeId, usize>,
 }
@@ -94,6 +96,7 @@ impl Core {
             conn: None,
             tx: Tx::None,
             frames: Vec::new(),
+            savepoint_serial: 0,
             stores: Vec::new(),
             by_type: HashMap::new(),
         }
@@ -333,11 +336,11 @@ impl Core {
             });
         };
         if !row_obj.ptr_eq(obj) {
-            // `obj` is not the object the identity map holds for this key: copy the row.
-            let fresh = row_obj.read_data()?.value.clone_row();
-            let mut d = obj.lock_data();
-            d.value = fresh;
-            d.mark_loaded();
+            // The identity map holds another object for this key: never two objects per key.
+            return Err(Error::IdentityConflict {
+                table: T::TABLE.name,
+                key: format!("{key:?}"),
+            });
         }
         Ok(())
     }
@@ -498,6 +501,7 @@ impl Core {
         } else {
             conn.execute_statement(statement)?
         };
+        let in_savepoint = !self.frames.is_empty();
         let store = self.store::<T>();
         for obj in &affected {
             match &set {
@@ -506,6 +510,11 @@ impl Core {
                     for (c, v) in set {
                         d.value.set_column(*c, v.clone())?;
                         d.changed.remove(*c);
+                    }
+                    drop(d);
+                    if in_savepoint {
+                        // A savepoint rollback must expire what the statement changed.
+                        store.note_updated(obj);
                     }
                 }
                 None => store.deleted_in_bulk(obj),
@@ -525,6 +534,7 @@ impl Core {
             expired_columns: None,
             changed: ColumnSet::default(),
             queued: false,
+            key_generated: false,
         }
     }
 
@@ -602,6 +612,7 @@ fn object_from_row<T: Mapped>(
         expired_columns: None,
         changed: ColumnSet::default(),
         queued: false,
+        key_generated: false,
     });
     store.map(key, &obj);
     Ok(obj)

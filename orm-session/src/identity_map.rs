@@ -88,13 +88,21 @@ impl<T: Mapped> Store<T> {
         self.new.retain(strong);
         self.dirty.retain(strong);
         self.deleted.retain(strong);
-        let weak = |s: &Slot<T>| !Weak::ptr_eq(s, &obj.downgrade());
-        self.inserted.retain(weak);
-        self.updated.retain(weak);
-        self.removed.retain(weak);
+        // The logs keep their length: savepoint marks are positions in them.
+        let me = obj.downgrade();
+        for log in [&mut self.inserted, &mut self.updated, &mut self.removed] {
+            log.iter_mut()
+                .filter(|s| Weak::ptr_eq(s, &me))
+                .for_each(|s| *s = Weak::new());
+        }
         if let Some(key) = key {
             self.unmap(key, obj);
         }
+    }
+
+    /// Logs an object changed in memory by a bulk UPDATE inside a savepoint.
+    pub(crate) fn note_updated(&mut self, obj: &Obj<T>) {
+        self.updated.push(obj.downgrade());
     }
 
     /// Every live object of the identity map.
@@ -128,8 +136,11 @@ impl<T: Mapped> Store<T> {
         let key = {
             let mut d = obj.lock_data();
             let key = if d.identity { d.value.key() } else { None };
-            // A key the database generated in a rolled-back transaction never existed.
-            d.value.clear_generated_key();
+            // A key the database generated in a rolled-back transaction never existed; a key
+            // the user chose stays.
+            if std::mem::take(&mut d.key_generated) {
+                d.value.clear_generated_key();
+            }
             d.link = None;
             d.identity = false;
             d.status = Status::Pending;
@@ -191,6 +202,20 @@ impl<T: Mapped> AnyStore for Store<T> {
     }
 
     fn flush_inserts(&mut self, conn: &Connection) -> Result<()> {
+        // One object per key: a new object may not take the key of one the session holds.
+        for obj in &self.new {
+            let Some(key) = obj.lock_data().value.key() else {
+                continue;
+            };
+            if let Some(held) = self.lookup(&key) {
+                if !held.ptr_eq(obj) && held.lock_data().status != Status::Deleted {
+                    return Err(crate::error::Error::IdentityConflict {
+                        table: T::TABLE.name,
+                        key: format!("{key:?}"),
+                    });
+                }
+            }
+        }
         execute::insert(conn, &self.new)
     }
 
@@ -233,6 +258,9 @@ impl<T: Mapped> AnyStore for Store<T> {
             let key = {
                 let mut d = obj.lock_data();
                 d.status = Status::Deleted;
+                // Changes made before the delete were not written, and never will be.
+                d.changed = ColumnSet::default();
+                d.queued = false;
                 d.value.key()
             };
             if let Some(key) = key {
@@ -247,7 +275,10 @@ impl<T: Mapped> AnyStore for Store<T> {
             return;
         }
         for obj in &self.new {
-            obj.lock_data().value.clear_generated_key();
+            let mut d = obj.lock_data();
+            if std::mem::take(&mut d.key_generated) {
+                d.value.clear_generated_key();
+            }
         }
     }
 
@@ -283,6 +314,10 @@ impl<T: Mapped> AnyStore for Store<T> {
             let key = {
                 let mut d = obj.lock_data();
                 d.status = Status::Persistent;
+                // Its row is back as it was: reload rather than trust what is in memory.
+                d.expired = true;
+                d.changed = ColumnSet::default();
+                d.queued = false;
                 d.value.key()
             };
             if let Some(key) = key {
@@ -306,7 +341,10 @@ impl<T: Mapped> AnyStore for Store<T> {
     }
 
     fn after_commit(&mut self) {
-        self.inserted.clear();
+        // Committed keys are for good.
+        for obj in self.inserted.drain(..).filter_map(|s| Obj::upgrade(&s)) {
+            obj.lock_data().key_generated = false;
+        }
         self.updated.clear();
         for obj in self.removed.drain(..).filter_map(|s| Obj::upgrade(&s)) {
             obj.lock_data().link = None;

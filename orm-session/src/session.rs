@@ -71,6 +71,7 @@ static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 pub struct NestedTransaction {
     session_id: u64,
     depth: usize,
+    serial: u64,
 }
 
 impl NestedTransaction {
@@ -85,7 +86,7 @@ impl NestedTransaction {
     /// Flushes and releases the savepoint: its work becomes part of the enclosing transaction.
     pub fn commit(self, session: &mut Session) -> Result<()> {
         self.check(session)?;
-        session.core().commit_nested(self.depth)
+        session.core().commit_nested(self.depth, self.serial)
     }
 
     /// Rolls back to the savepoint: the database and the session return to where they were
@@ -93,7 +94,7 @@ impl NestedTransaction {
     /// again, objects changed in it are expired). The enclosing transaction goes on.
     pub fn rollback(self, session: &mut Session) -> Result<()> {
         self.check(session)?;
-        session.core().rollback_nested(self.depth)
+        session.core().rollback_nested(self.depth, self.serial)
     }
 }
 
@@ -218,10 +219,11 @@ impl Session {
     /// # Ok(()) }
     /// ```
     pub fn begin_nested(&mut self) -> Result<NestedTransaction> {
-        let depth = self.core().begin_nested()?;
+        let (depth, serial) = self.core().begin_nested()?;
         Ok(NestedTransaction {
             session_id: self.id(),
             depth,
+            serial,
         })
     }
 

@@ -40,6 +40,8 @@ pub(crate) enum TxKind {
 /// A SAVEPOINT of the session, from [`Session::begin_nested`](crate::Session::begin_nested).
 pub(crate) struct Frame {
     pub(crate) name: String,
+    /// Unique within the session, so a token can only end its own savepoint.
+    pub(crate) serial: u64,
     /// Each store's log lengths when the savepoint began.
     pub(crate) marks: HashMap<TypeId, Mark>,
 }
@@ -225,9 +227,17 @@ impl Core {
     pub(crate) fn close(&mut self) -> Result<()> {
         let result = match self.tx {
             Tx::Active(TxKind::RollbackOnly) => {
-                // The caller's transaction is the caller's to end.
+                // The caller's transaction is the caller's to end, but the session's own
+                // savepoints inside it are undone.
                 self.tx = Tx::None;
-                Ok(())
+                match (self.frames.first(), &self.conn) {
+                    (Some(outermost), Some(conn)) => {
+                        let result = conn.rollback_to_savepoint(&outermost.name);
+                        self.frames.clear();
+                        result.map_err(Error::from)
+                    }
+                    _ => Ok(()),
+                }
             }
             Tx::Active(_) | Tx::Failed(_) => self.rollback(),
             Tx::None => Ok(()),
@@ -237,40 +247,57 @@ impl Core {
         result
     }
 
-    /// Opens a SAVEPOINT (flushing first); returns its depth.
-    pub(crate) fn begin_nested(&mut self) -> Result<usize> {
+    /// Opens a SAVEPOINT (flushing first); returns its depth and serial number.
+    pub(crate) fn begin_nested(&mut self) -> Result<(usize, u64)> {
         self.flush()?;
         let conn = self.connection()?;
-        let name = format!("orm_sp_{}_{}", self.id, self.frames.len() + 1);
+        self.savepoint_serial += 1;
+        let serial = self.savepoint_serial;
+        let name = format!("orm_sp_{}_{}", self.id, serial);
         conn.savepoint(&name)?;
         let marks = self
             .by_type
             .iter()
             .map(|(ty, &i)| (*ty, self.stores[i].mark()))
             .collect();
-        self.frames.push(Frame { name, marks });
-        Ok(self.frames.len())
+        self.frames.push(Frame {
+            name,
+            serial,
+            marks,
+        });
+        Ok((self.frames.len(), serial))
+    }
+
+    /// Whether the savepoint at `depth` is still the one numbered `serial`.
+    fn is_open(&self, depth: usize, serial: u64) -> bool {
+        depth >= 1
+            && self
+                .frames
+                .get(depth - 1)
+                .is_some_and(|f| f.serial == serial)
+            && self.conn.is_some()
     }
 
     /// Releases the savepoint at `depth` (and any opened inside it), flushing first.
-    pub(crate) fn commit_nested(&mut self, depth: usize) -> Result<()> {
-        if self.frames.len() < depth {
+    pub(crate) fn commit_nested(&mut self, depth: usize, serial: u64) -> Result<()> {
+        if !self.is_open(depth, serial) {
             return Err(Error::InactiveSavepoint);
         }
         self.flush()?;
-        if self.frames.len() < depth {
+        if !self.is_open(depth, serial) {
             // The flush failed inside it and rolled it back already.
             return Err(Error::InactiveSavepoint);
         }
         let name = self.frames[depth - 1].name.clone();
         self.frames.truncate(depth - 1);
-        let conn = self.conn.clone().expect("a savepoint has a connection");
+        let conn = self.conn.clone().ok_or(Error::InactiveSavepoint)?;
         conn.release_savepoint(&name).map_err(Error::from)
     }
 
     /// Rolls back to the savepoint at `depth`, in the database and in the session.
-    pub(crate) fn rollback_nested(&mut self, depth: usize) -> Result<()> {
-        if self.frames.len() < depth {
+    pub(crate) fn rollback_nested(&mut self, depth: usize, serial: u64) -> Result<()> {
+        if !self.is_open(depth, serial) {
+            // Already ended (by a failed flush, the end of the transaction, or close).
             return Ok(());
         }
         let frame = self
@@ -278,7 +305,7 @@ impl Core {
             .drain(depth - 1..)
             .next()
             .expect("frame at depth");
-        let conn = self.conn.clone().expect("a savepoint has a connection");
+        let conn = self.conn.clone().ok_or(Error::InactiveSavepoint)?;
         conn.rollback_to_savepoint(&frame.name)?;
         self.rollback_stores_to(&frame.marks);
         Ok(())

@@ -13,6 +13,7 @@ mod hostile;
 mod models;
 mod query;
 mod raw_sql;
+mod regressions;
 mod scoped;
 mod semantics;
 mod session;

@@ -47,6 +47,9 @@ struct Inner {
     in_transaction: bool,
     /// Open savepoints, outermost first.
     savepoints: Vec<String>,
+    /// A statement failed inside the transaction on PostgreSQL, which then refuses every
+    /// statement until ROLLBACK (or ROLLBACK TO SAVEPOINT) and answers COMMIT by rolling back.
+    aborted: bool,
     echo: bool,
 }
 
@@ -76,6 +79,13 @@ fn log(echo: bool, sql: &str, params: &[Value]) {
 }
 
 impl Inner {
+    /// Records that a statement failed inside a PostgreSQL transaction.
+    pub(super) fn note_failure(&mut self, failed: bool) {
+        if failed && self.in_transaction && matches!(&*self.conn, DriverConn::Postgres { .. }) {
+            self.aborted = true;
+        }
+    }
+
     fn control(&mut self, sql: &str) -> Result<()> {
         log(self.echo, sql, &[]);
         match &mut *self.conn {
@@ -144,6 +154,7 @@ impl Connection {
                 conn,
                 in_transaction: false,
                 savepoints: Vec::new(),
+                aborted: false,
                 echo,
             })),
             dialect,
@@ -162,7 +173,10 @@ impl Connection {
 
     /// Executes one statement with bound parameters; returns the number of rows affected.
     pub fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
-        self.inner.lock().execute(sql, params)
+        let mut inner = self.inner.lock();
+        let result = inner.execute(sql, params);
+        inner.note_failure(result.is_err());
+        result
     }
 
     /// Runs a query, calling `f` for each row as it arrives.
@@ -174,7 +188,10 @@ impl Connection {
         params: &[Value],
         mut f: impl FnMut(&Row<'_>) -> Result<()>,
     ) -> Result<()> {
-        self.inner.lock().query(sql, params, &mut f)
+        let mut inner = self.inner.lock();
+        let result = inner.query(sql, params, &mut f);
+        inner.note_failure(result.is_err());
+        result
     }
 
     /// Renders `statement` for this connection's dialect and executes it.
@@ -208,6 +225,7 @@ impl Connection {
         }
         inner.control("BEGIN")?;
         inner.in_transaction = true;
+        inner.aborted = false;
         Ok(())
     }
 
@@ -219,9 +237,23 @@ impl Connection {
                 "no transaction is begun on this connection",
             ));
         }
-        inner.in_transaction = false;
         inner.savepoints.clear();
-        inner.control("COMMIT")
+        if std::mem::take(&mut inner.aborted) {
+            // PostgreSQL would answer COMMIT with a silent ROLLBACK: say so instead.
+            inner.in_transaction = false;
+            inner.control("ROLLBACK")?;
+            return Err(Error::Transaction(
+                "a statement failed earlier in this transaction, so it was rolled back instead of committed",
+            ));
+        }
+        let result = inner.control("COMMIT");
+        // A failed COMMIT ends a PostgreSQL transaction, but SQLite keeps it open (deferred
+        // foreign keys, a busy database): ask the driver.
+        inner.in_transaction = match (&result, &*inner.conn) {
+            (Err(_), DriverConn::Sqlite(c)) => !c.is_autocommit(),
+            _ => false,
+        };
+        result
     }
 
     /// Rolls the transaction back; does nothing when none is open.
@@ -232,6 +264,7 @@ impl Connection {
         }
         inner.in_transaction = false;
         inner.savepoints.clear();
+        inner.aborted = false;
         inner.control("ROLLBACK")
     }
 
@@ -287,6 +320,8 @@ impl Connection {
         self.dialect.quote_into(&mut sql, name);
         inner.control(&sql)?;
         if then_release {
+            // Rolling back to a savepoint also recovers an aborted PostgreSQL transaction.
+            inner.aborted = false;
             let mut sql = String::from("RELEASE SAVEPOINT ");
             self.dialect.quote_into(&mut sql, name);
             inner.control(&sql)?;

@@ -98,7 +98,12 @@ pub fn evaluate(expr: &Expr, table: &Table, value_of: &dyn Fn(usize) -> Value) -
             else {
                 return None;
             };
-            let ordering = compare(&value_of(table.column_index(column)?), param)?;
+            let value = value_of(table.column_index(column)?);
+            if *param == Value::Null && matches!(op, BinOp::Eq | BinOp::Ne) {
+                // Rendered as IS [NOT] NULL.
+                return Some((value == Value::Null) == (*op == BinOp::Eq));
+            }
+            let ordering = compare(&value, param)?;
             Some(match op {
                 BinOp::Eq => ordering == Ordering::Equal,
                 BinOp::Ne => ordering != Ordering::Equal,

@@ -3,8 +3,8 @@
 use crate::dialect::Dialect;
 use crate::schema::Table;
 use crate::sql::ast::{
-    Aggregate, Delete, DeleteRows, DeleteWhere, Expr, Insert, InsertRows, Nulls, OrderBy, Select,
-    Statement, Update, UpdateRows, UpdateWhere,
+    Aggregate, BinOp, Delete, DeleteRows, DeleteWhere, Expr, Insert, InsertRows, Nulls, OrderBy,
+    Select, Statement, Update, UpdateRows, UpdateWhere,
 };
 use crate::value::{SqlType, Value};
 
@@ -106,6 +106,19 @@ impl Renderer {
             }
             Expr::Param(v) => self.param(v.clone()),
             Expr::Null => self.sql.push_str("NULL"),
+            Expr::Binary {
+                op: op @ (BinOp::Eq | BinOp::Ne),
+                left,
+                right,
+            } if matches!(right.as_ref(), Expr::Param(Value::Null)) => {
+                // `= NULL` is never true: comparing with None means IS [NOT] NULL.
+                self.expr(left);
+                self.sql.push_str(if *op == BinOp::Eq {
+                    " IS NULL"
+                } else {
+                    " IS NOT NULL"
+                });
+            }
             Expr::Binary { op, left, right } => {
                 self.expr(left);
                 self.sql.push(' ');

@@ -93,7 +93,7 @@ impl<'s, Sel: Selectable, F> ColumnQuery<'s, Sel, F> {
 
     /// The first row, or `None` (adds LIMIT 1).
     pub fn first(mut self) -> Result<Option<Sel::Output>> {
-        self.select.limit = Some(1);
+        self.select.limit = Some(self.select.limit.map_or(1, |l| l.min(1)));
         Ok(self.all()?.pop())
     }
 
@@ -105,7 +105,7 @@ impl<'s, Sel: Selectable, F> ColumnQuery<'s, Sel, F> {
 
     /// One row or `None`: errors when there are several.
     pub fn one_or_none(mut self) -> Result<Option<Sel::Output>> {
-        self.select.limit = Some(2);
+        self.select.limit = Some(self.select.limit.map_or(2, |l| l.min(2)));
         let table = self.select.table.name;
         let mut rows = self.all()?;
         if rows.len() > 1 {

@@ -272,7 +272,7 @@ impl<'s, E: Entities, F> Query<'s, E, F> {
     where
         E: SelectedIn<F, I>,
     {
-        self.select.limit = Some(1);
+        self.select.limit = Some(self.select.limit.map_or(1, |l| l.min(1)));
         Ok(self.run()?.pop())
     }
 
@@ -290,7 +290,7 @@ impl<'s, E: Entities, F> Query<'s, E, F> {
     where
         E: SelectedIn<F, I>,
     {
-        self.select.limit = Some(2);
+        self.select.limit = Some(self.select.limit.map_or(2, |l| l.min(2)));
         let table = E::First::TABLE.name;
         let mut rows = self.run()?;
         if rows.len() > 1 {
@@ -339,7 +339,7 @@ impl<'s, E: Entities, F> Query<'s, E, F> {
 
     /// Whether any row matches (reads at most one row).
     pub fn exists(mut self) -> Result<bool> {
-        self.select.limit = Some(1);
+        self.select.limit = Some(self.select.limit.map_or(1, |l| l.min(1)));
         self.select.order_by.clear();
         self.count_rows().map(|n| n > 0)
     }
@@ -403,6 +403,9 @@ impl<'s, T: Mapped, F> Query<'s, T, F> {
     }
 }
 
+/// Most keys one SELECT of [`Query::iter`] lists (4 columns each stay under SQLite's limit).
+const KEYS_PER_SELECT: usize = 1000;
+
 /// The iterator of [`Query::iter`]: objects loaded a batch at a time.
 pub struct QueryIter<'s, T: Mapped> {
     session: &'s mut Session,
@@ -420,18 +423,23 @@ impl<T: Mapped> Iterator for QueryIter<'_, T> {
             if keys.is_empty() {
                 return None;
             }
-            let mut select = Select::of(T::TABLE);
-            select.filter = Some(crate::core::keys_filter::<T>(&keys));
-            let loaded = match self.session.core().load::<T>(select) {
-                Ok(objs) => objs,
-                Err(e) => return Some(Err(e)),
-            };
-            let mut by_key: std::collections::HashMap<T::Key, crate::object::Obj<T>> = loaded
-                .into_iter()
-                .filter_map(|o| Some((o.identity_key()?, o)))
-                .collect();
+            // Keys repeat when a join repeats a row; they come back as often as `all()` would.
+            let mut by_key: std::collections::HashMap<T::Key, crate::object::Obj<T>> =
+                std::collections::HashMap::new();
+            // Under every dialect's parameter limit, whatever the batch size.
+            for chunk in keys.chunks(KEYS_PER_SELECT) {
+                let mut select = Select::of(T::TABLE);
+                select.filter = Some(crate::core::keys_filter::<T>(chunk));
+                match self.session.core().load::<T>(select) {
+                    Ok(objs) => by_key.extend(
+                        objs.into_iter()
+                            .filter_map(|o| Some((o.identity_key()?, o))),
+                    ),
+                    Err(e) => return Some(Err(e)),
+                }
+            }
             self.buffer
-                .extend(keys.iter().filter_map(|k| by_key.remove(k)));
+                .extend(keys.iter().filter_map(|k| by_key.get(k).cloned()));
         }
         self.buffer.pop_front().map(Ok)
     }

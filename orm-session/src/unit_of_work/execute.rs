@@ -142,7 +142,9 @@ fn insert_group<T: Mapped>(
                 }
                 keys.sort_by_key(|k| k.as_i64());
                 for (obj, key) in chunk.iter().zip(keys) {
-                    obj.lock_data().value.set_generated_key(key)?;
+                    let mut d = obj.lock_data();
+                    d.value.set_generated_key(key)?;
+                    d.key_generated = true;
                 }
             }
         }
@@ -150,10 +152,11 @@ fn insert_group<T: Mapped>(
     Ok(())
 }
 
-/// Whether [`update`] writes this object's row: persistent, with recorded changes.
+/// Whether [`update`] writes this object's row: persistent, with recorded changes, and not
+/// expired as a whole (expiry discards unflushed changes, as `expire_all` does in O(1)).
 #[inline]
 pub(crate) fn is_updated<T>(d: &ObjData<T>) -> bool {
-    d.status == Status::Persistent && !d.changed.is_empty()
+    d.status == Status::Persistent && !d.changed.is_empty() && !d.is_wholly_expired()
 }
 
 /// The version an UPDATE writes: the held version + 1. It wraps at the type's maximum (the
@@ -330,7 +333,7 @@ pub(crate) fn delete<T: Mapped>(conn: &Connection, deleted: &[Obj<T>]) -> Result
             rows: DeleteRows::Unnest(arrays(&sql_types::<T>(&matched), rows)),
         });
         let count = conn.execute_statement(statement)?;
-        if count != n as u64 {
+        if count != n as u64 && !deleted_elsewhere::<T>(n, count) {
             return Err(stale(conn, Verb::Delete, &batch(), count));
         }
         return Ok(());
@@ -344,13 +347,30 @@ pub(crate) fn delete<T: Mapped>(conn: &Connection, deleted: &[Obj<T>]) -> Result
             rows: DeleteRows::Values(chunk.to_vec()),
         });
         let count = conn.execute_statement(statement)?;
-        if count != n as u64 {
+        if count != n as u64 && !deleted_elsewhere::<T>(n, count) {
             let all = batch();
             let start = ci * per_statement;
             return Err(stale(conn, Verb::Delete, &all[start..start + n], count));
         }
     }
     Ok(())
+}
+
+/// Whether a DELETE that matched fewer rows than expected is acceptable: without a version
+/// column, rows already deleted by someone else are what the caller wanted (SQLAlchemy warns
+/// and goes on); with one, it is a stale write.
+fn deleted_elsewhere<T: Mapped>(expected: usize, matched: u64) -> bool {
+    if T::TABLE.version.is_some() {
+        return false;
+    }
+    tracing::warn!(
+        target: "orm::session",
+        table = T::TABLE.name,
+        expected,
+        matched,
+        "DELETE matched fewer rows than expected: rows were already deleted"
+    );
+    true
 }
 
 /// The statement whose row count fell short.

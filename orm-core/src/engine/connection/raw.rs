@@ -37,7 +37,10 @@ impl Connection {
     /// # Ok::<(), orm_core::error::Error>(())
     /// ```
     pub fn execute_raw(&self, sql: &str, params: &[Value]) -> Result<RawRows> {
-        self.inner.lock().execute_raw(sql, params)
+        let mut inner = self.inner.lock();
+        let result = inner.execute_raw(sql, params);
+        inner.note_failure(result.is_err());
+        result
     }
 }
 
