@@ -2,7 +2,6 @@
 //! objects (add, delete, expunge, merge, expire, refresh) and to rows it loads.
 
 use std::any::TypeId;
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
@@ -34,7 +33,9 @@ pub(crate) struct Core {
     /// Serial number of the last savepoint opened.
     pub(crate) savepoint_serial: u64,
     pub(crate) stores: Vec<Box<dyn AnyStore>>,
-    pub(crate) by_type: HashMap<TypeId, usize>,
+    /// The mapped type of each store, by position: a linear scan beats hashing for the few
+    /// types one session uses.
+    pub(crate) types: Vec<TypeId>,
 }
 
 /// `table.pk1 = $1 AND table.pk2 = $2`
@@ -98,17 +99,17 @@ impl Core {
             frames: Vec::new(),
             savepoint_serial: 0,
             stores: Vec::new(),
-            by_type: HashMap::new(),
+            types: Vec::new(),
         }
     }
 
     pub(crate) fn store<T: Mapped>(&mut self) -> &mut Store<T> {
-        let i = match self.by_type.get(&TypeId::of::<T>()) {
-            Some(&i) => i,
+        let ty = TypeId::of::<T>();
+        let i = match self.types.iter().position(|t| *t == ty) {
+            Some(i) => i,
             None => {
                 self.stores.push(Box::new(Store::<T>::default()));
-                self.by_type
-                    .insert(TypeId::of::<T>(), self.stores.len() - 1);
+                self.types.push(ty);
                 self.stores.len() - 1
             }
         };
@@ -129,7 +130,7 @@ impl Core {
         self.link.detached.store(true, Ordering::Release);
         self.link = SessionLink::new(self.id, self.shared.clone());
         self.stores.clear();
-        self.by_type.clear();
+        self.types.clear();
     }
 
     pub(crate) fn add<T: Mapped>(&mut self, obj: &Obj<T>) -> Result<()> {
@@ -586,34 +587,36 @@ fn object_from_row<T: Mapped>(
     at: usize,
 ) -> orm_core::error::Result<Obj<T>> {
     let key = T::key_from_row(row, at)?;
-    if let Some(obj) = store.lookup(&key) {
-        let mut d = obj.lock_data();
-        if d.is_wholly_expired() {
-            d.value = T::from_row(row, at)?;
-            d.changed = ColumnSet::default();
-            d.mark_loaded();
-        } else if let Some(columns) = d.expired_columns.take() {
-            let fresh = T::from_row(row, at)?;
-            for c in columns.iter() {
-                d.value.set_column(c, fresh.column_value(c))?;
+    store.load_row(
+        key,
+        |obj| {
+            let mut d = obj.lock_data();
+            if d.is_wholly_expired() {
+                d.value = T::from_row(row, at)?;
+                d.changed = ColumnSet::default();
+                d.mark_loaded();
+            } else if let Some(columns) = d.expired_columns.take() {
+                let fresh = T::from_row(row, at)?;
+                for c in columns.iter() {
+                    d.value.set_column(c, fresh.column_value(c))?;
+                }
+                d.mark_loaded();
             }
-            d.mark_loaded();
-        }
-        drop(d);
-        return Ok(obj);
-    }
-    let obj = Obj::with_data(ObjData {
-        value: T::from_row(row, at)?,
-        link: template.link.clone(),
-        status: Status::Persistent,
-        identity: true,
-        epoch: template.epoch,
-        expired: false,
-        expired_columns: None,
-        changed: ColumnSet::default(),
-        queued: false,
-        key_generated: false,
-    });
-    store.map(key, &obj);
-    Ok(obj)
+            Ok(())
+        },
+        || {
+            Ok(Obj::with_data(ObjData {
+                value: T::from_row(row, at)?,
+                link: template.link.clone(),
+                status: Status::Persistent,
+                identity: true,
+                epoch: template.epoch,
+                expired: false,
+                expired_columns: None,
+                changed: ColumnSet::default(),
+                queued: false,
+                key_generated: false,
+            }))
+        },
+    )
 }

@@ -13,6 +13,7 @@
 //! mark undoes, in the session, what happened after it.
 
 use std::any::Any;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Weak;
 
@@ -32,8 +33,12 @@ pub(crate) type Slot<T> = Weak<RwLock<ObjData<T>>>;
 /// Fewest entries before the identity map is swept of dead entries.
 const MIN_SWEEP: usize = 1024;
 
+/// The identity map's hasher: keys come from the database, and a loaded row is hashed once,
+/// so a fast seeded hash (foldhash, hashbrown's default) rather than SipHash.
+type Hasher = foldhash::fast::RandomState;
+
 pub(crate) struct Store<T: Mapped> {
-    identity: HashMap<T::Key, Slot<T>>,
+    identity: HashMap<T::Key, Slot<T>, Hasher>,
     /// Sweep dead entries when the map reaches this size.
     sweep_at: usize,
     pub(crate) new: Vec<Obj<T>>,
@@ -47,7 +52,7 @@ pub(crate) struct Store<T: Mapped> {
 impl<T: Mapped> Default for Store<T> {
     fn default() -> Self {
         Store {
-            identity: HashMap::new(),
+            identity: HashMap::default(),
             sweep_at: MIN_SWEEP,
             new: Vec::new(),
             dirty: Vec::new(),
@@ -68,11 +73,45 @@ impl<T: Mapped> Store<T> {
 
     /// Enters `obj` as THE object for `key`.
     pub(crate) fn map(&mut self, key: T::Key, obj: &Obj<T>) {
+        self.sweep();
+        self.identity.insert(key, obj.downgrade());
+    }
+
+    /// Drops dead entries when the map has doubled since the last sweep (amortized O(1)).
+    fn sweep(&mut self) {
         if self.identity.len() >= self.sweep_at {
             self.identity.retain(|_, slot| slot.strong_count() > 0);
             self.sweep_at = (self.identity.len() * 2).max(MIN_SWEEP);
         }
-        self.identity.insert(key, obj.downgrade());
+    }
+
+    /// The object for a loaded row's key, hashing the key once: the held object (passed to
+    /// `found`, e.g. to reload it if expired) or a new one from `create`, entered in the map.
+    pub(crate) fn load_row<E>(
+        &mut self,
+        key: T::Key,
+        found: impl FnOnce(&Obj<T>) -> Result<(), E>,
+        create: impl FnOnce() -> Result<Obj<T>, E>,
+    ) -> Result<Obj<T>, E> {
+        self.sweep();
+        match self.identity.entry(key) {
+            Entry::Occupied(mut e) => match Obj::upgrade(e.get()) {
+                Some(obj) => {
+                    found(&obj)?;
+                    Ok(obj)
+                }
+                None => {
+                    let obj = create()?;
+                    e.insert(obj.downgrade());
+                    Ok(obj)
+                }
+            },
+            Entry::Vacant(e) => {
+                let obj = create()?;
+                e.insert(obj.downgrade());
+                Ok(obj)
+            }
+        }
     }
 
     /// Removes the entry for `key` if it is `obj` (or dead).

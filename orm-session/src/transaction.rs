@@ -165,9 +165,8 @@ impl Core {
     }
 
     fn rollback_stores_to(&mut self, marks: &HashMap<TypeId, Mark>) {
-        for (ty, &i) in &self.by_type {
-            let mark = marks.get(ty).copied().unwrap_or_default();
-            self.stores[i].rollback_to(mark);
+        for (ty, store) in self.types.iter().zip(self.stores.iter_mut()) {
+            store.rollback_to(marks.get(ty).copied().unwrap_or_default());
         }
     }
 
@@ -256,9 +255,10 @@ impl Core {
         let name = format!("orm_sp_{}_{}", self.id, serial);
         conn.savepoint(&name)?;
         let marks = self
-            .by_type
+            .types
             .iter()
-            .map(|(ty, &i)| (*ty, self.stores[i].mark()))
+            .zip(&self.stores)
+            .map(|(ty, store)| (*ty, store.mark()))
             .collect();
         self.frames.push(Frame {
             name,

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use postgres::fallible_iterator::FallibleIterator;
 
 mod raw;
 
@@ -125,11 +124,14 @@ impl Inner {
         match &mut *self.conn {
             DriverConn::Postgres { client, statements } => {
                 let stmt = DriverConn::pg_statement(client, statements, sql)?;
-                let mut rows = client
-                    .query_raw(&stmt, params.iter())
-                    .map_err(Error::from_postgres)?;
-                while let Some(row) = rows.next().map_err(Error::from_postgres)? {
-                    f(&Row::Postgres(&row))?;
+                // One round into the driver for the whole result: pulling rows one at a time
+                // through `query_raw` enters its runtime per row, which costs more than
+                // decoding them (see benches/README.md).
+                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                    params.iter().map(|p| p as _).collect();
+                let rows = client.query(&stmt, &refs).map_err(Error::from_postgres)?;
+                for row in &rows {
+                    f(&Row::Postgres(row))?;
                 }
                 Ok(())
             }
