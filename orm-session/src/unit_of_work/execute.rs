@@ -30,6 +30,7 @@ use orm_core::model::{ColumnSet, Mapped, PrimaryKey};
 use orm_core::sql::ast::{
     Delete, DeleteRows, Insert, InsertRows, Select, Statement, Update, UpdateRows,
 };
+use orm_core::sql::render::render;
 use orm_core::value::{SqlType, Value};
 
 use crate::error::{Error, Result};
@@ -269,14 +270,20 @@ pub(crate) fn update<T: Mapped>(conn: &Connection, dirty: &[Obj<T>]) -> Result<(
                 return Err(stale(conn, Verb::Update, &batch, count));
             }
         } else {
-            for (i, row) in rows.into_iter().enumerate() {
-                let statement = Statement::Update(Update {
+            // One rendering and one prepared statement for the whole group; a row per
+            // execution (SQLite is in-process: no round trip to save).
+            let Some(first) = rows.first() else { continue };
+            let rendered = render(
+                conn.dialect(),
+                Statement::Update(Update {
                     table,
                     set: set.clone(),
                     matched: matched.clone(),
-                    rows: UpdateRows::Single(row),
-                });
-                let count = conn.execute_statement(statement)?;
+                    rows: UpdateRows::Single(first.clone()),
+                }),
+            );
+            let counts = conn.execute_each(&rendered.sql, &rows, 1)?;
+            for (i, count) in counts.into_iter().enumerate() {
                 if count != 1 {
                     // One row per statement: the stale row is this one.
                     let batch = update_group(dirty, &columns);
