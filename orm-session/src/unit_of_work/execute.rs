@@ -225,15 +225,20 @@ fn update_group<'a, T: Mapped>(dirty: &'a [Obj<T>], set: &ColumnSet) -> Vec<&'a 
         .collect()
 }
 
-pub(crate) fn update<T: Mapped>(conn: &Connection, dirty: &[Obj<T>]) -> Result<()> {
-    let table = T::TABLE;
-    // WHERE: the primary key, then (for a versioned table) the version the object holds.
-    let matched: Vec<usize> = table
+/// The columns an UPDATE or DELETE matches in its WHERE: the primary key, then (for a
+/// versioned table) the version the object holds.
+fn matched_columns<T: Mapped>() -> Vec<usize> {
+    T::TABLE
         .primary_key
         .iter()
         .copied()
-        .chain(table.version)
-        .collect();
+        .chain(T::TABLE.version)
+        .collect()
+}
+
+pub(crate) fn update<T: Mapped>(conn: &Connection, dirty: &[Obj<T>]) -> Result<()> {
+    let table = T::TABLE;
+    let matched = matched_columns::<T>();
     // Objects that changed the same columns share a statement; groups keep first-seen order.
     let mut groups: Vec<(ColumnSet, Vec<Vec<Value>>)> = Vec::new();
     let mut index: HashMap<ColumnSet, usize> = HashMap::new();
@@ -306,13 +311,7 @@ pub(crate) fn delete<T: Mapped>(conn: &Connection, deleted: &[Obj<T>]) -> Result
         return Ok(());
     }
     let table = T::TABLE;
-    // The primary key, then (for a versioned table) the version the object holds.
-    let matched: Vec<usize> = table
-        .primary_key
-        .iter()
-        .copied()
-        .chain(table.version)
-        .collect();
+    let matched = matched_columns::<T>();
     let rows: Vec<Vec<Value>> = deleted
         .iter()
         .filter_map(|o| {
