@@ -3,43 +3,10 @@
 use orm::prelude::*;
 use orm::{Error, Synchronize};
 
-use crate::models::{create_schema, User};
+use crate::models::{three_users, User};
 use crate::support::{
     capture, count_prefix, count_rows, for_each_db, without_transaction_control, TestDb,
 };
-
-fn seeded(db: &TestDb) -> (SessionMaker, Session, Vec<Obj<User>>) {
-    create_schema(&db.engine());
-    let f = sessionmaker()
-        .bind(db.engine())
-        .expire_on_commit(false)
-        .build();
-    let mut s = f.session();
-    let users = s
-        .add_all([
-            User {
-                id: None,
-                name: "ed".into(),
-                fullname: Some("Ed Jones".into()),
-                age: 30,
-            },
-            User {
-                id: None,
-                name: "wendy".into(),
-                fullname: None,
-                age: 17,
-            },
-            User {
-                id: None,
-                name: "mary".into(),
-                fullname: Some("Mary".into()),
-                age: 12,
-            },
-        ])
-        .expect("add");
-    s.commit().expect("commit");
-    (f, s, users)
-}
 
 /// Every held object's in-memory row equals the database's row.
 fn assert_in_step(db: &TestDb, f: &SessionMaker, users: &[Obj<User>]) {
@@ -63,7 +30,7 @@ fn assert_in_step(db: &TestDb, f: &SessionMaker, users: &[Obj<User>]) {
 #[test]
 fn bulk_update_evaluates_criteria_against_held_objects() {
     for_each_db(|db| {
-        let (f, mut s, users) = seeded(db);
+        let (f, mut s, users) = three_users(db);
         let (n, sql) = capture(|| {
             s.query::<User>()
                 .filter(User::age.lt(18))
@@ -96,7 +63,7 @@ fn bulk_update_evaluates_criteria_against_held_objects() {
 #[test]
 fn criteria_the_database_orders_by_collation_are_fetched() {
     for_each_db(|db| {
-        let (f, mut s, users) = seeded(db);
+        let (f, mut s, users) = three_users(db);
         let (n, sql) = capture(|| {
             s.query::<User>()
                 .filter(User::name.gt("m"))
@@ -125,7 +92,7 @@ fn criteria_the_database_orders_by_collation_are_fetched() {
 #[test]
 fn null_comparisons_match_nothing_in_memory_as_in_the_database() {
     for_each_db(|db| {
-        let (f, mut s, users) = seeded(db);
+        let (f, mut s, users) = three_users(db);
         for mode in [Synchronize::Evaluate, Synchronize::Fetch] {
             let n = s
                 .query::<User>()
@@ -144,7 +111,7 @@ fn null_comparisons_match_nothing_in_memory_as_in_the_database() {
 #[test]
 fn bulk_delete_marks_held_objects_deleted_and_rollback_restores_them() {
     for_each_db(|db| {
-        let (_f, mut s, users) = seeded(db);
+        let (_f, mut s, users) = three_users(db);
         let n = s.query::<User>().filter(User::age.lt(18)).delete()?;
         assert_eq!(n, 2);
         assert_eq!(users[0].state(), ObjectState::Persistent);
@@ -167,7 +134,7 @@ fn bulk_delete_marks_held_objects_deleted_and_rollback_restores_them() {
 #[test]
 fn bulk_statements_autoflush_and_reject_bad_requests() {
     for_each_db(|db| {
-        let (_f, mut s, users) = seeded(db);
+        let (_f, mut s, users) = three_users(db);
         let pending = s.add(User::new("pending", 5))?;
         let (n, sql) = capture(|| {
             s.query::<User>()

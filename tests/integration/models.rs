@@ -2,6 +2,8 @@
 
 use orm::prelude::*;
 
+use crate::support::TestDb;
+
 /// A user with a database-generated key.
 #[derive(Mapped, Debug)]
 #[mapped(table = "users")]
@@ -81,4 +83,39 @@ pub fn create_schema(engine: &Engine) {
     Metadata::of::<(User, Address, Tag, Membership, Document)>()
         .create_all(engine)
         .expect("create_all");
+}
+
+/// The schema, and three committed users in a session of a factory without expire_on_commit:
+/// ed (30, "Ed Jones"), wendy (17, no fullname), mary (12, "Mary").
+pub fn three_users(db: &TestDb) -> (SessionMaker, Session, Vec<Obj<User>>) {
+    create_schema(&db.engine());
+    let f = sessionmaker()
+        .bind(db.engine())
+        .expire_on_commit(false)
+        .build();
+    let mut s = f.session();
+    let users = s
+        .add_all([
+            User {
+                id: None,
+                name: "ed".into(),
+                fullname: Some("Ed Jones".into()),
+                age: 30,
+            },
+            User {
+                id: None,
+                name: "wendy".into(),
+                fullname: None,
+                age: 17,
+            },
+            User {
+                id: None,
+                name: "mary".into(),
+                fullname: Some("Mary".into()),
+                age: 12,
+            },
+        ])
+        .expect("add users");
+    s.commit().expect("commit users");
+    (f, s, users)
 }

@@ -4,40 +4,12 @@
 use orm::prelude::*;
 use orm::{avg, count, count_all, exists, max, min, scalar, select_from, sum, Error};
 
-use crate::models::{create_schema, Address, User};
+use crate::models::{create_schema, three_users, Address, User};
 use crate::support::{capture, for_each_db, TestDb};
 
 /// ed (30, "Ed Jones") with 2 addresses, wendy (17, NULL) with 1, mary (12, "Mary") with none.
 fn seeded(db: &TestDb) -> (SessionMaker, Session) {
-    create_schema(&db.engine());
-    let f = sessionmaker()
-        .bind(db.engine())
-        .expire_on_commit(false)
-        .build();
-    let mut s = f.session();
-    let users = s
-        .add_all([
-            User {
-                id: None,
-                name: "ed".into(),
-                fullname: Some("Ed Jones".into()),
-                age: 30,
-            },
-            User {
-                id: None,
-                name: "wendy".into(),
-                fullname: None,
-                age: 17,
-            },
-            User {
-                id: None,
-                name: "mary".into(),
-                fullname: Some("Mary".into()),
-                age: 12,
-            },
-        ])
-        .expect("users");
-    s.flush().expect("flush");
+    let (f, mut s, users) = three_users(db);
     let id = |i: usize| users[i].identity_key().unwrap();
     s.add_all([
         Address {
