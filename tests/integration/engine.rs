@@ -766,44 +766,14 @@ fn unique_violation_names_table_and_column() {
         let e = conn
             .execute(&insert, &[Value::I64(2), "ed@example.com".into()])
             .expect_err("duplicate email");
-        match &e {
-            CoreError::Constraint {
-                kind: ConstraintKind::Unique,
-                table,
-                column,
-                constraint,
-                ..
-            } => {
-                assert_eq!(table.as_deref(), Some("it_users"), "{e:?}");
-                assert_eq!(column.as_deref(), Some("email"), "{e:?}");
-                if db.is_postgres() {
-                    assert_eq!(constraint.as_deref(), Some("it_users_email_key"), "{e:?}");
-                }
-            }
-            other => panic!("expected a unique violation: {other:?}"),
-        }
+        assert_unique(db, &e, "email", "it_users_email_key");
         assert_eq!(e.constraint_kind(), Some(ConstraintKind::Unique));
         assert!(e.to_string().contains("it_users"), "{e}");
 
         let e = conn
             .execute(&insert, &[Value::I64(1), "other@example.com".into()])
             .expect_err("duplicate key");
-        match &e {
-            CoreError::Constraint {
-                kind: ConstraintKind::Unique,
-                table,
-                column,
-                constraint,
-                ..
-            } => {
-                assert_eq!(table.as_deref(), Some("it_users"), "{e:?}");
-                assert_eq!(column.as_deref(), Some("id"), "{e:?}");
-                if db.is_postgres() {
-                    assert_eq!(constraint.as_deref(), Some("it_users_pkey"), "{e:?}");
-                }
-            }
-            other => panic!("expected a primary-key violation: {other:?}"),
-        }
+        assert_unique(db, &e, "id", "it_users_pkey");
 
         // Outside a transaction, the connection goes on working.
         conn.execute(&insert, &[Value::I64(2), "wendy@example.com".into()])?;
@@ -1053,4 +1023,25 @@ fn harness_sql_filters() {
     }
     assert!(starts_with("  insert INTO t", "INSERT"));
     assert!(!starts_with("IN", "INSERT"));
+}
+
+/// `e` is a unique violation on `it_users.column`, naming the constraint where the database
+/// does (PostgreSQL).
+fn assert_unique(db: &TestDb, e: &CoreError, column: &str, pg_constraint: &str) {
+    match e {
+        CoreError::Constraint {
+            kind: ConstraintKind::Unique,
+            table,
+            column: c,
+            constraint,
+            ..
+        } => {
+            assert_eq!(table.as_deref(), Some("it_users"), "{e:?}");
+            assert_eq!(c.as_deref(), Some(column), "{e:?}");
+            if db.is_postgres() {
+                assert_eq!(constraint.as_deref(), Some(pg_constraint), "{e:?}");
+            }
+        }
+        other => panic!("expected a unique violation on {column}: {other:?}"),
+    }
 }

@@ -85,6 +85,11 @@ impl<T: Mapped, V: ColumnType> Column<T, V> {
         }
     }
 
+    /// The column as SQL: a qualified column reference.
+    pub fn into_expr(self) -> Expr {
+        self.expr().expr
+    }
+
     /// The column as an expression.
     pub fn expr(self) -> Expression<One<T>, V> {
         Expression::new(Expr::Column {
@@ -126,12 +131,6 @@ impl<S, V> Expression<S, V> {
     /// The SQL expression.
     pub fn into_expr(self) -> Expr {
         self.expr
-    }
-
-    /// A typed expression from raw SQL AST; the caller vouches for `S` and `V`.
-    #[doc(hidden)]
-    pub fn from_expr(expr: Expr) -> Self {
-        Expression::new(expr)
     }
 }
 
@@ -200,7 +199,7 @@ value_operands! {
 impl<T: Mapped, V1: ColumnType, V: ColumnType<Inner = V1::Inner>> Operand<V> for Column<T, V1> {
     type Sources = One<T>;
     fn into_operand(self) -> Expr {
-        self.expr().expr
+        self.into_expr()
     }
 }
 
@@ -251,7 +250,7 @@ macro_rules! operators {
             {
                 Expression::new(Expr::Binary {
                     op,
-                    left: Box::new(self.into_operand_expr()),
+                    left: Box::new(self.into_expr()),
                     right: Box::new(other.into_operand()),
                 })
             }
@@ -282,7 +281,7 @@ macro_rules! operators {
                 I::Item: IntoValue<V>,
             {
                 Expression::new(Expr::InList {
-                    expr: Box::new(self.into_operand_expr()),
+                    expr: Box::new(self.into_expr()),
                     list: values.into_iter().map(|v| Expr::Param(v.into_value())).collect(),
                     negated: false,
                 })
@@ -295,7 +294,7 @@ macro_rules! operators {
                 I::Item: IntoValue<V>,
             {
                 Expression::new(Expr::InList {
-                    expr: Box::new(self.into_operand_expr()),
+                    expr: Box::new(self.into_expr()),
                     list: values.into_iter().map(|v| Expr::Param(v.into_value())).collect(),
                     negated: true,
                 })
@@ -304,7 +303,7 @@ macro_rules! operators {
             /// `self IN (SELECT ..)`: the subquery selects one column of the same SQL type.
             pub fn in_subquery<V2: ColumnType<Inner = V::Inner>, Q: Subquery<V2>>(self, subquery: Q) -> Predicate<$sources> {
                 Expression::new(Expr::InSelect {
-                    expr: Box::new(self.into_operand_expr()),
+                    expr: Box::new(self.into_expr()),
                     select: Box::new(subquery.into_select()),
                 })
             }
@@ -312,7 +311,7 @@ macro_rules! operators {
             /// `self BETWEEN low AND high` (inclusive).
             pub fn between(self, low: impl IntoValue<V>, high: impl IntoValue<V>) -> Predicate<$sources> {
                 Expression::new(Expr::Between {
-                    expr: Box::new(self.into_operand_expr()),
+                    expr: Box::new(self.into_expr()),
                     low: Box::new(Expr::Param(low.into_value())),
                     high: Box::new(Expr::Param(high.into_value())),
                 })
@@ -320,18 +319,18 @@ macro_rules! operators {
 
             /// `self IS NULL`; only for nullable columns.
             pub fn is_null(self) -> Predicate<$sources> where V: Nullable {
-                Expression::new(Expr::IsNull { expr: Box::new(self.into_operand_expr()), negated: false })
+                Expression::new(Expr::IsNull { expr: Box::new(self.into_expr()), negated: false })
             }
 
             /// `self IS NOT NULL`; only for nullable columns.
             pub fn is_not_null(self) -> Predicate<$sources> where V: Nullable {
-                Expression::new(Expr::IsNull { expr: Box::new(self.into_operand_expr()), negated: true })
+                Expression::new(Expr::IsNull { expr: Box::new(self.into_expr()), negated: true })
             }
 
             /// `self LIKE pattern`, case-sensitive on both databases; only for text columns.
             pub fn like(self, pattern: impl IntoValue<String>) -> Predicate<$sources> where V: Text {
                 Expression::new(Expr::Like {
-                    expr: Box::new(self.into_operand_expr()),
+                    expr: Box::new(self.into_expr()),
                     pattern: Box::new(Expr::Param(pattern.into_value())),
                     case_insensitive: false,
                 })
@@ -340,7 +339,7 @@ macro_rules! operators {
             /// Case-insensitive `like` (PostgreSQL's ILIKE); only for text columns.
             pub fn ilike(self, pattern: impl IntoValue<String>) -> Predicate<$sources> where V: Text {
                 Expression::new(Expr::Like {
-                    expr: Box::new(self.into_operand_expr()),
+                    expr: Box::new(self.into_expr()),
                     pattern: Box::new(Expr::Param(pattern.into_value())),
                     case_insensitive: true,
                 })
@@ -348,27 +347,17 @@ macro_rules! operators {
 
             /// Ascending order.
             pub fn asc(self) -> Order<$sources> {
-                Order::new(OrderBy { expr: self.into_operand_expr(), descending: false, nulls: None })
+                Order::new(OrderBy { expr: self.into_expr(), descending: false, nulls: None })
             }
 
             /// Descending order.
             pub fn desc(self) -> Order<$sources> {
-                Order::new(OrderBy { expr: self.into_operand_expr(), descending: true, nulls: None })
+                Order::new(OrderBy { expr: self.into_expr(), descending: true, nulls: None })
             }
         }
     };
 }
 
-impl<T: Mapped, V: ColumnType> Column<T, V> {
-    fn into_operand_expr(self) -> Expr {
-        self.expr().expr
-    }
-}
-impl<S, V> Expression<S, V> {
-    fn into_operand_expr(self) -> Expr {
-        self.expr
-    }
-}
 operators!(Column<T, V>, One<T>, [T, V], T: Mapped, V: ColumnType);
 operators!(Expression<S, V>, S, [S, V], V: ColumnType);
 
@@ -482,7 +471,7 @@ pub fn count_all() -> Expression<HNil, i64> {
 pub fn count<T: Mapped, V: ColumnType>(column: Column<T, V>) -> Expression<One<T>, i64> {
     Expression::new(Expr::Aggregate {
         func: Aggregate::Count,
-        arg: Some(Box::new(column.expr().expr)),
+        arg: Some(Box::new(column.into_expr())),
     })
 }
 
@@ -490,7 +479,7 @@ pub fn count<T: Mapped, V: ColumnType>(column: Column<T, V>) -> Expression<One<T
 pub fn sum<T: Mapped, V: Summable>(column: Column<T, V>) -> Expression<One<T>, Option<V::Sum>> {
     let sum = Expr::Aggregate {
         func: Aggregate::Sum,
-        arg: Some(Box::new(column.expr().expr)),
+        arg: Some(Box::new(column.into_expr())),
     };
     // PostgreSQL sums bigint into numeric; the cast keeps one Rust type on both databases.
     Expression::new(Expr::Cast(Box::new(sum), <V::Sum as ColumnType>::SQL_TYPE))
@@ -500,7 +489,7 @@ pub fn sum<T: Mapped, V: Summable>(column: Column<T, V>) -> Expression<One<T>, O
 pub fn avg<T: Mapped, V: Summable>(column: Column<T, V>) -> Expression<One<T>, Option<f64>> {
     let avg = Expr::Aggregate {
         func: Aggregate::Avg,
-        arg: Some(Box::new(column.expr().expr)),
+        arg: Some(Box::new(column.into_expr())),
     };
     Expression::new(Expr::Cast(Box::new(avg), SqlType::Double))
 }
@@ -509,7 +498,7 @@ pub fn avg<T: Mapped, V: Summable>(column: Column<T, V>) -> Expression<One<T>, O
 pub fn min<T: Mapped, V: ColumnType>(column: Column<T, V>) -> Expression<One<T>, Option<V::Inner>> {
     Expression::new(Expr::Aggregate {
         func: Aggregate::Min,
-        arg: Some(Box::new(column.expr().expr)),
+        arg: Some(Box::new(column.into_expr())),
     })
 }
 
@@ -517,7 +506,7 @@ pub fn min<T: Mapped, V: ColumnType>(column: Column<T, V>) -> Expression<One<T>,
 pub fn max<T: Mapped, V: ColumnType>(column: Column<T, V>) -> Expression<One<T>, Option<V::Inner>> {
     Expression::new(Expr::Aggregate {
         func: Aggregate::Max,
-        arg: Some(Box::new(column.expr().expr)),
+        arg: Some(Box::new(column.into_expr())),
     })
 }
 
@@ -548,7 +537,7 @@ impl<T: Mapped, V: ColumnType> Selectable for Column<T, V> {
     type Sources = One<T>;
     type Output = V;
     fn columns(self, out: &mut Vec<Expr>) {
-        out.push(self.expr().expr);
+        out.push(self.into_expr());
     }
     fn decode(row: &Row<'_>, at: &mut usize) -> Result<V> {
         let idx = *at;
