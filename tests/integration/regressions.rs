@@ -312,3 +312,51 @@ fn iter_splits_key_lookups_under_the_parameter_limit() -> crate::support::TestRe
     assert_eq!(n, 33_000);
     Ok(())
 }
+
+#[test]
+fn a_failed_sqlite_commit_keeps_the_transaction_to_roll_back() -> crate::support::TestResult {
+    // Deferred foreign keys fail at COMMIT, and SQLite keeps the transaction open.
+    let db = TestDb::sqlite();
+    let f = factory(&db);
+    let conn = db.engine().connection()?;
+    let mut s = f.session_with(|o| {
+        o.bind(&conn);
+    });
+    s.execute("PRAGMA defer_foreign_keys = ON", &[])?;
+    s.add(Address {
+        id: None,
+        user_id: 999_999,
+        email: "x".into(),
+    })?;
+    assert!(s.commit().is_err());
+    assert!(
+        conn.in_transaction(),
+        "the connection still knows its transaction is open"
+    );
+    conn.rollback()?;
+    drop(s);
+    conn.begin()?; // usable again
+    conn.rollback()?;
+    assert_eq!(count_rows(&db.engine(), "addresses")?, 0);
+    Ok(())
+}
+
+#[test]
+fn a_bulk_update_inside_a_savepoint_is_expired_by_its_rollback() {
+    for_each_db(|db| {
+        let f = factory(db);
+        let mut s = f.session();
+        let u = s.add(User::new("ed", 30))?;
+        s.commit()?;
+        assert_eq!(u.read()?.age, 30);
+        let sp = s.begin_nested()?;
+        s.query::<User>()
+            .filter(User::age.eq(30))
+            .update([User::age.assign(18)])?;
+        assert_eq!(u.read()?.age, 18);
+        sp.rollback(&mut s)?;
+        assert!(u.is_expired());
+        assert_eq!(u.read()?.age, 30, "reloaded as the savepoint left it");
+        Ok(())
+    });
+}
