@@ -35,6 +35,9 @@ pub trait Mapped: Sized + Send + Sync + 'static {
     fn changed_columns(&self, before: &Self) -> ColumnSet;
     /// A copy of the row (the user's struct need not implement `Clone`).
     fn clone_row(&self) -> Self;
+    /// The struct's relationship fields, as opaque entries the session interprets (one per
+    /// `#[mapped(relationship(..))]` field, in field order).
+    const RELATIONS: &'static [&'static (dyn std::any::Any + Send + Sync)] = &[];
 }
 
 /// A primary-key value: one column, or a tuple of columns.
@@ -46,6 +49,9 @@ pub trait Mapped: Sized + Send + Sync + 'static {
 pub trait PrimaryKey: Clone + Eq + Hash + Debug + Send + Sync + 'static {
     /// The key's columns as bound parameters, in primary-key order.
     fn values(&self) -> Vec<Value>;
+    /// The key whose columns hold `values` (in primary-key order), or `None` when one of them
+    /// is NULL or of another type (a foreign key that references no row).
+    fn from_values(values: &[Value]) -> Option<Self>;
 }
 
 macro_rules! scalar_key {
@@ -53,6 +59,12 @@ macro_rules! scalar_key {
         impl PrimaryKey for $t {
             fn values(&self) -> Vec<Value> {
                 vec![self.to_value()]
+            }
+            fn from_values(values: &[Value]) -> Option<Self> {
+                match values {
+                    [v] => <$t>::from_value(v.clone()).ok(),
+                    _ => None,
+                }
             }
         }
     )*};
@@ -64,6 +76,9 @@ macro_rules! tuple_key {
         impl<$($t: PrimaryKey + ColumnType),+> PrimaryKey for ($($t,)+) {
             fn values(&self) -> Vec<Value> {
                 vec![$(self.$i.to_value()),+]
+            }
+            fn from_values(values: &[Value]) -> Option<Self> {
+                Some(($($t::from_value(values.get($i)?.clone()).ok()?,)+))
             }
         }
     };

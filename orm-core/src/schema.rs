@@ -155,6 +155,61 @@ impl Metadata {
 /// Self-references are ignored. Tables on a reference cycle keep their input order after all
 /// others; their rows are still ordered correctly within one table by the unit of work.
 pub fn dependency_order(tables: &[&Table]) -> Vec<usize> {
+    ordered(tables).0
+}
+
+/// Tables of `tables` that reference each other in a cycle (through foreign keys between
+/// different tables), in input order; `None` when there is no cycle.
+///
+/// # Examples
+///
+/// ```
+/// use orm_core::schema::{dependency_cycle, ForeignKey, Table};
+/// const A: Table = Table { name: "a", columns: &[], primary_key: &[], version: None,
+///     foreign_keys: &[ForeignKey { columns: &[0], ref_table: "b", ref_columns: &["id"] }] };
+/// const B: Table = Table { name: "b", columns: &[], primary_key: &[], version: None,
+///     foreign_keys: &[ForeignKey { columns: &[0], ref_table: "a", ref_columns: &["id"] }] };
+/// const C: Table = Table { name: "c", columns: &[], primary_key: &[], version: None,
+///     foreign_keys: &[ForeignKey { columns: &[0], ref_table: "a", ref_columns: &["id"] }] };
+/// assert_eq!(dependency_cycle(&[&C, &A, &B]), Some(vec![1, 2]));
+/// assert_eq!(dependency_cycle(&[&C, &A]), None);
+/// ```
+pub fn dependency_cycle(tables: &[&Table]) -> Option<Vec<usize>> {
+    let (order, ordered_until) = ordered(tables);
+    if ordered_until == order.len() {
+        return None;
+    }
+    // What is left after the last table that could be ordered holds the cycle; the tables
+    // of it that only depend on the cycle (without being on it) are dropped by keeping those
+    // that some other leftover table references.
+    let mut rest: Vec<usize> = order[ordered_until..].to_vec();
+    loop {
+        let referenced = |i: usize, rest: &[usize]| {
+            rest.iter().any(|&j| {
+                j != i
+                    && tables[j]
+                        .foreign_keys
+                        .iter()
+                        .any(|fk| fk.ref_table == tables[i].name)
+            })
+        };
+        let keep: Vec<usize> = rest
+            .iter()
+            .copied()
+            .filter(|&i| referenced(i, &rest))
+            .collect();
+        if keep.len() == rest.len() {
+            break;
+        }
+        rest = keep;
+    }
+    rest.sort_unstable();
+    Some(rest)
+}
+
+/// The dependency order, and how many of its first tables were ordered without breaking a
+/// cycle.
+fn ordered(tables: &[&Table]) -> (Vec<usize>, usize) {
     let n = tables.len();
     let parents: Vec<Vec<usize>> = tables
         .iter()
@@ -173,10 +228,12 @@ pub fn dependency_order(tables: &[&Table]) -> Vec<usize> {
     let mut remaining: Vec<usize> = parents.iter().map(Vec::len).collect();
     let mut done = vec![false; n];
     let mut order = Vec::with_capacity(n);
+    let mut ordered_until = None;
     while order.len() < n {
         let ready: Vec<usize> = (0..n).filter(|&i| !done[i] && remaining[i] == 0).collect();
         let batch = if ready.is_empty() {
             // A cycle: take the rest in input order.
+            ordered_until.get_or_insert(order.len());
             (0..n).filter(|&i| !done[i]).collect()
         } else {
             ready
@@ -191,5 +248,6 @@ pub fn dependency_order(tables: &[&Table]) -> Vec<usize> {
             }
         }
     }
-    order
+    let until = ordered_until.unwrap_or(n);
+    (order, until)
 }

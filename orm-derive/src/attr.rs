@@ -42,6 +42,92 @@ pub(crate) struct FieldAttrs {
     pub version: Option<Span>,
     /// `foreign_key = "users.id"`.
     pub foreign_key: Option<ForeignKeyRef>,
+    /// `relationship(...)`: the field is a relationship, not a column.
+    pub relationship: Option<RelationshipAttr>,
+}
+
+/// The keys of a field-level `relationship(...)`.
+#[derive(Default)]
+pub(crate) struct RelationshipAttr {
+    /// The `relationship` key itself.
+    pub span: Option<Span>,
+    /// `back_populates = "field"`: the field of the other struct that mirrors this one.
+    pub back_populates: Option<LitStr>,
+    /// `cascade = "all, delete-orphan"`.
+    pub cascade: Option<Cascade>,
+    /// `via = "user_id"`: the foreign-key column, when several reference the other table.
+    pub via: Option<LitStr>,
+}
+
+/// The cascades of a relationship, SQLAlchemy's `cascade="..."`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cascade {
+    pub save_update: bool,
+    pub merge: bool,
+    pub expunge: bool,
+    pub delete: bool,
+    pub delete_orphan: bool,
+    /// Where `delete-orphan` was written, for errors.
+    pub orphan_span: Option<Span>,
+}
+
+impl Default for Cascade {
+    /// SQLAlchemy's default: `save-update, merge`.
+    fn default() -> Self {
+        Cascade {
+            save_update: true,
+            merge: true,
+            expunge: false,
+            delete: false,
+            delete_orphan: false,
+            orphan_span: None,
+        }
+    }
+}
+
+impl Cascade {
+    /// Parses `"save-update, merge, expunge, delete, delete-orphan"`, `"all"` (every cascade but
+    /// `delete-orphan`) or `"none"`.
+    fn parse(lit: &LitStr) -> syn::Result<Cascade> {
+        let mut out = Cascade {
+            save_update: false,
+            merge: false,
+            expunge: false,
+            delete: false,
+            delete_orphan: false,
+            orphan_span: None,
+        };
+        for word in lit.value().split(',').map(str::trim) {
+            match word {
+                "all" => {
+                    out.save_update = true;
+                    out.merge = true;
+                    out.expunge = true;
+                    out.delete = true;
+                }
+                "save-update" => out.save_update = true,
+                "merge" => out.merge = true,
+                "expunge" => out.expunge = true,
+                "delete" => out.delete = true,
+                "delete-orphan" => {
+                    out.delete_orphan = true;
+                    out.orphan_span = Some(lit.span());
+                }
+                // Expiry and refresh always reach relationships here.
+                "refresh-expire" | "none" | "" => {}
+                other => {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        format!(
+                            "unknown cascade `{other}`; expected a list of `save-update`, \
+                             `merge`, `expunge`, `delete`, `delete-orphan`, or `all`"
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// The target of a field-level `foreign_key = "table.column"`.
@@ -53,7 +139,8 @@ pub(crate) struct ForeignKeyRef {
 }
 
 const STRUCT_KEYS: &str = "`table`, `primary_key(...)` or `crate`";
-const FIELD_KEYS: &str = "`primary_key`, `column`, `version` or `foreign_key`";
+const FIELD_KEYS: &str = "`primary_key`, `column`, `version`, `foreign_key` or `relationship(...)`";
+const RELATIONSHIP_KEYS: &str = "`back_populates`, `cascade` or `via`";
 
 /// Reads the `#[mapped(...)]` attributes of the struct.
 pub(crate) fn struct_attrs(attrs: &[Attribute], errors: &mut Errors) -> StructAttrs {
@@ -153,6 +240,10 @@ pub(crate) fn field_attrs(attrs: &[Attribute], errors: &mut Errors) -> FieldAttr
                     };
                     set_once(&mut out.foreign_key, target, meta, &key)
                 }
+                "relationship" => {
+                    let rel = relationship(meta)?;
+                    set_once(&mut out.relationship, rel, meta, &key)
+                }
                 _ => Err(meta.error(format!(
                     "unknown field attribute `{key}`; expected {FIELD_KEYS}"
                 ))),
@@ -160,6 +251,42 @@ pub(crate) fn field_attrs(attrs: &[Attribute], errors: &mut Errors) -> FieldAttr
         });
     }
     out
+}
+
+/// Reads `relationship` or `relationship(back_populates = "..", cascade = "..", via = "..")`.
+fn relationship(meta: &ParseNestedMeta<'_>) -> syn::Result<RelationshipAttr> {
+    let mut out = RelationshipAttr {
+        span: Some(key_span(meta)),
+        ..RelationshipAttr::default()
+    };
+    if !meta.input.peek(syn::token::Paren) {
+        flag(
+            meta,
+            "expected `relationship` or `relationship(back_populates = \"field\", ..)`",
+        )?;
+        return Ok(out);
+    }
+    meta.parse_nested_meta(|inner| {
+        let key = key_name(&inner.path);
+        match key.as_str() {
+            "back_populates" => {
+                let lit = non_empty(string(&inner, "back_populates = \"user\"")?, "field name")?;
+                set_once(&mut out.back_populates, lit, &inner, &key)
+            }
+            "cascade" => {
+                let lit = string(&inner, "cascade = \"all, delete-orphan\"")?;
+                set_once(&mut out.cascade, Cascade::parse(&lit)?, &inner, &key)
+            }
+            "via" => {
+                let lit = non_empty(string(&inner, "via = \"user_id\"")?, "column name")?;
+                set_once(&mut out.via, lit, &inner, &key)
+            }
+            _ => Err(inner.error(format!(
+                "unknown relationship attribute `{key}`; expected {RELATIONSHIP_KEYS}"
+            ))),
+        }
+    })?;
+    Ok(out)
 }
 
 /// The attributes that belong to this derive.
@@ -329,7 +456,7 @@ mod tests {
         assert_eq!(
             errors,
             [
-                "unknown field attribute `colum`; expected `primary_key`, `column`, `version` or `foreign_key`",
+                "unknown field attribute `colum`; expected `primary_key`, `column`, `version`, `foreign_key` or `relationship(...)`",
                 "expected the referenced `table.column`, such as `\"users.id\"`, found `\"users\"`",
                 "on a field, `primary_key` takes no value; a composite key is declared on the struct: `#[mapped(primary_key(a, b))]`",
                 "expected a string literal: `column = \"full_name\"`",

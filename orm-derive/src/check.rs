@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use crate::model::{is_integer, option_inner, type_name, Model};
+use crate::model::{is_integer, option_inner, type_name, Model, RelationKind};
 use crate::Errors;
 
 /// The most columns of a composite key: `orm-core` implements `PrimaryKey` for tuples of up to
@@ -19,6 +19,41 @@ pub(crate) fn check(model: &Model, errors: &mut Errors) {
     primary_key(model, errors);
     version(model, errors);
     column_names(model, errors);
+    relations(model, errors);
+}
+
+fn relations(model: &Model, errors: &mut Errors) {
+    for rel in &model.relations {
+        for &span in &rel.column_keys {
+            errors.at(
+                span,
+                format!(
+                    "`{}` is a relationship, not a column: `primary_key`, `column` and \
+                     `version` do not apply to it",
+                    rel.ident
+                ),
+            );
+        }
+        if let (RelationKind::ManyToOne, Some(span)) = (rel.kind, rel.cascade.orphan_span) {
+            errors.at(
+                span,
+                "`delete-orphan` applies to a one-to-many relationship (`Collection<T>`): \
+                 declare it on the parent's collection",
+            );
+        }
+        if let (RelationKind::ManyToOne, Some(via)) = (rel.kind, &rel.via) {
+            if !model.fields.iter().any(|f| &f.column == via) {
+                errors.at(
+                    rel.span,
+                    format!(
+                        "`via = \"{via}\"` names no column of `{}`: a many-to-one relationship \
+                         goes through a foreign-key column of its own struct",
+                        model.ident
+                    ),
+                );
+            }
+        }
+    }
 }
 
 fn primary_key(model: &Model, errors: &mut Errors) {

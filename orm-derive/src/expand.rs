@@ -12,7 +12,7 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::Type;
 
-use crate::model::{Field, Model};
+use crate::model::{Field, Model, RelationKind};
 
 /// Generates the derive's output for a model that passed `check`.
 pub(crate) fn expand(model: &Model) -> TokenStream {
@@ -33,6 +33,8 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
     let changed_columns = gen.body_changed_columns();
     let clone_row = gen.body_clone_row();
     let columns = gen.column_consts();
+    let relations = gen.relation_consts();
+    let relation_entries = gen.relation_entries();
 
     quote! {
         const _: () = {
@@ -79,12 +81,14 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
                 fn clone_row(&self) -> Self {
                     #clone_row
                 }
+                #relation_entries
             }
 
             #[automatically_derived]
             #[allow(non_upper_case_globals)]
             impl #ident {
                 #(#columns)*
+                #(#relations)*
             }
         };
     }
@@ -264,14 +268,20 @@ impl Gen<'_> {
 
     /// The body of `from_row`.
     fn body_from_row(&self) -> TokenStream {
+        let p = self.p;
         let fields = self.model.fields.iter().enumerate().map(|(i, f)| {
             let ident = &f.ident;
             let value = self.decode(i, &f.ty);
             quote!(#ident: #value?)
         });
+        let relations = self.model.relations.iter().map(|r| {
+            let (ident, ty) = (&r.ident, &r.ty);
+            quote!(#ident: <#ty as #p::RelationField>::unloaded())
+        });
         quote! {
             ::core::result::Result::Ok(Self {
                 #(#fields,)*
+                #(#relations,)*
             })
         }
     }
@@ -379,10 +389,11 @@ impl Gen<'_> {
 
     /// The body of `clone_row`.
     fn body_clone_row(&self) -> TokenStream {
-        let fields = self.model.fields.iter().map(|f| {
-            let ident = &f.ident;
-            quote!(#ident: ::core::clone::Clone::clone(&self.#ident))
-        });
+        let m = self.model;
+        let idents = m.fields.iter().map(|f| &f.ident);
+        let fields = idents
+            .chain(m.relations.iter().map(|r| &r.ident))
+            .map(|ident| quote!(#ident: ::core::clone::Clone::clone(&self.#ident)));
         quote!(Self { #(#fields,)* })
     }
 
@@ -408,6 +419,89 @@ impl Gen<'_> {
                 }
             })
             .collect()
+    }
+}
+
+impl Gen<'_> {
+    /// One `pub const field: OneToMany<Struct, Child>` (or `ManyToOne<Struct, Parent>`) per
+    /// relationship field.
+    fn relation_consts(&self) -> Vec<TokenStream> {
+        let p = self.p;
+        let m = self.model;
+        let owner = &m.ident;
+        m.relations
+            .iter()
+            .map(|r| {
+                let (vis, ident, target) = (&r.vis, &r.ident, &r.target);
+                let name = ident.unraw().to_string();
+                let c = &r.cascade;
+                let (save_update, merge, expunge, delete, delete_orphan) =
+                    (c.save_update, c.merge, c.expunge, c.delete, c.delete_orphan);
+                let via = match &r.via {
+                    Some(via) => quote!(::core::option::Option::Some(#via)),
+                    None => quote!(::core::option::Option::None),
+                };
+                let (handle, back_field, doc) = match r.kind {
+                    RelationKind::OneToMany => (
+                        quote!(OneToMany),
+                        quote!(Reference<#owner>),
+                        format!(" One-to-many relationship `{}.{name}`.", m.ident),
+                    ),
+                    RelationKind::ManyToOne => (
+                        quote!(ManyToOne),
+                        quote!(Collection<#owner>),
+                        format!(" Many-to-one relationship `{}.{name}`.", m.ident),
+                    ),
+                };
+                // The mirror field is named, so a typo or a field of the wrong type is a
+                // compile error here.
+                let back = match &r.back_populates {
+                    Some(back) => quote! {
+                        ::core::option::Option::Some(
+                            |__r: &mut #target| -> &mut #p::#back_field { &mut __r.#back }
+                        )
+                    },
+                    None => quote!(::core::option::Option::None),
+                };
+                quote! {
+                    #[doc = #doc]
+                    #vis const #ident: #p::#handle<#owner, #target> = #p::#handle::new(
+                        #p::RelationDef {
+                            name: #name,
+                            cascade: #p::Cascade {
+                                save_update: #save_update,
+                                merge: #merge,
+                                expunge: #expunge,
+                                delete: #delete,
+                                delete_orphan: #delete_orphan,
+                            },
+                            via: #via,
+                        },
+                        |__r: &#owner| &__r.#ident,
+                        |__r: &mut #owner| &mut __r.#ident,
+                        #back,
+                    );
+                }
+            })
+            .collect()
+    }
+
+    /// `const RELATIONS`, when the struct has relationships.
+    fn relation_entries(&self) -> TokenStream {
+        let m = self.model;
+        if m.relations.is_empty() {
+            return TokenStream::new();
+        }
+        let owner = &m.ident;
+        let entries = m.relations.iter().map(|r| {
+            let ident = &r.ident;
+            quote!(&#owner::#ident.entry())
+        });
+        quote! {
+            const RELATIONS: &'static [&'static (
+                dyn ::core::any::Any + ::core::marker::Send + ::core::marker::Sync
+            )] = &[#(#entries),*];
+        }
     }
 }
 

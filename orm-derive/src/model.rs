@@ -6,9 +6,11 @@
 use proc_macro2::Span;
 use quote::ToTokens;
 use syn::ext::IdentExt;
-use syn::{Data, DeriveInput, Fields, GenericArgument, Ident, PathArguments, Type, Visibility};
+use syn::{
+    Data, DeriveInput, Fields, GenericArgument, Ident, LitStr, PathArguments, Type, Visibility,
+};
 
-use crate::attr::{self, ForeignKeyRef};
+use crate::attr::{self, Cascade, ForeignKeyRef};
 use crate::Errors;
 
 /// A struct deriving `Mapped`.
@@ -23,6 +25,42 @@ pub(crate) struct Model {
     pub fields: Vec<Field>,
     /// A primary key declared on the struct with `primary_key(a, b)`.
     pub struct_key: Option<StructKey>,
+    /// The relationship fields, in declaration order (they are not columns).
+    pub relations: Vec<Relation>,
+}
+
+/// A relationship field: `Collection<T>` (one-to-many) or `Reference<T>` (many-to-one).
+pub(crate) struct Relation {
+    /// The field name.
+    pub ident: Ident,
+    /// The field's visibility, given to its relationship constant.
+    pub vis: Visibility,
+    /// The field's type.
+    pub ty: Type,
+    /// One-to-many or many-to-one.
+    pub kind: RelationKind,
+    /// The related struct.
+    pub target: Type,
+    /// The field of the related struct that mirrors this one.
+    pub back_populates: Option<Ident>,
+    /// The cascades.
+    pub cascade: Cascade,
+    /// The foreign-key column, when named.
+    pub via: Option<String>,
+    /// The `relationship` key, for errors.
+    pub span: Span,
+    /// Column keys (`primary_key`, `column`, ...) given on the field, which a relationship
+    /// cannot take.
+    pub column_keys: Vec<Span>,
+}
+
+/// The direction of a relationship.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum RelationKind {
+    /// `Collection<T>`: rows of `T` reference this row.
+    OneToMany,
+    /// `Reference<T>`: this row references a row of `T`.
+    ManyToOne,
 }
 
 /// A primary key declared on the struct.
@@ -98,17 +136,22 @@ impl Model {
             }
         }?;
 
+        let mut relations = Vec::new();
         let fields: Vec<Field> = named
             .named
             .iter()
-            .map(|f| {
+            .filter_map(|f| {
                 let ident = f.ident.clone().expect("named fields have names");
-                let field_attrs = attr::field_attrs(&f.attrs, errors);
+                let mut field_attrs = attr::field_attrs(&f.attrs, errors);
+                if let Some(rel) = field_attrs.relationship.take() {
+                    relations.push(Relation::new(f, ident, rel, &field_attrs, errors)?);
+                    return None;
+                }
                 let (column, column_span) = match &field_attrs.column {
                     Some(lit) => (lit.value(), lit.span()),
                     None => (ident.unraw().to_string(), ident.span()),
                 };
-                Field {
+                Some(Field {
                     vis: f.vis.clone(),
                     ty: f.ty.clone(),
                     column,
@@ -117,7 +160,7 @@ impl Model {
                     version: field_attrs.version,
                     foreign_key: field_attrs.foreign_key,
                     ident,
-                }
+                })
             })
             .collect();
 
@@ -157,6 +200,7 @@ impl Model {
             ident: input.ident.clone(),
             fields,
             struct_key,
+            relations,
         })
     }
 
@@ -185,15 +229,60 @@ impl Model {
     }
 }
 
-/// `T` when `ty` is written `Option<T>` (by the last segment of its path: `Option`,
-/// `std::option::Option` and `core::option::Option` alike).
-pub(crate) fn option_inner(ty: &Type) -> Option<&Type> {
-    let Type::Path(path) = ty else { return None };
-    if path.qself.is_some() {
-        return None;
+impl Relation {
+    /// The relationship on field `f`; `None` (an error recorded) when its type is neither
+    /// `Collection<T>` nor `Reference<T>`.
+    fn new(
+        f: &syn::Field,
+        ident: Ident,
+        rel: attr::RelationshipAttr,
+        attrs: &attr::FieldAttrs,
+        errors: &mut Errors,
+    ) -> Option<Relation> {
+        let kind_and_target = [
+            ("Collection", RelationKind::OneToMany),
+            ("Reference", RelationKind::ManyToOne),
+        ]
+        .into_iter()
+        .find_map(|(name, kind)| generic_arg(&f.ty, name).map(|t| (kind, t.clone())));
+        let Some((kind, target)) = kind_and_target else {
+            errors.spanned(
+                &f.ty,
+                format!(
+                    "a relationship field must be `Collection<T>` (one-to-many) or \
+                     `Reference<T>` (many-to-one), not `{}`",
+                    type_name(&f.ty)
+                ),
+            );
+            return None;
+        };
+        let column_keys = [attrs.primary_key, attrs.version]
+            .into_iter()
+            .flatten()
+            .chain(attrs.column.as_ref().map(LitStr::span))
+            .collect();
+        Some(Relation {
+            vis: f.vis.clone(),
+            ty: f.ty.clone(),
+            kind,
+            target,
+            back_populates: rel
+                .back_populates
+                .map(|lit| Ident::new(&lit.value(), lit.span())),
+            cascade: rel.cascade.unwrap_or_default(),
+            via: rel.via.map(|lit| lit.value()),
+            span: rel.span.unwrap_or_else(|| ident.span()),
+            column_keys,
+            ident,
+        })
     }
+}
+
+/// `T` when `ty` is written `Name<T>` (by the last segment of its path).
+fn generic_arg<'a>(ty: &'a Type, name: &str) -> Option<&'a Type> {
+    let Type::Path(path) = ty else { return None };
     let last = path.path.segments.last()?;
-    if last.ident != "Option" {
+    if last.ident != name {
         return None;
     }
     let PathArguments::AngleBracketed(args) = &last.arguments else {
@@ -201,6 +290,15 @@ pub(crate) fn option_inner(ty: &Type) -> Option<&Type> {
     };
     match args.args.iter().collect::<Vec<_>>()[..] {
         [GenericArgument::Type(inner)] => Some(inner),
+        _ => None,
+    }
+}
+
+/// `T` when `ty` is written `Option<T>` (by the last segment of its path: `Option`,
+/// `std::option::Option` and `core::option::Option` alike).
+pub(crate) fn option_inner(ty: &Type) -> Option<&Type> {
+    match ty {
+        Type::Path(path) if path.qself.is_none() => generic_arg(ty, "Option"),
         _ => None,
     }
 }

@@ -16,10 +16,12 @@ use crate::error::{Error, Result};
 use crate::identity_map::{AnyStore, Store};
 use crate::object::{Obj, ObjData, SessionLink};
 use crate::query::Synchronize;
+use crate::relation::relations_of;
 use crate::session::Shared;
 use crate::sessionmaker::SessionOptions;
 use crate::state::{ObjectState, Status};
 use crate::transaction::{Frame, Tx};
+use crate::unit_of_work::relations::Orphan;
 
 pub(crate) struct Core {
     pub(crate) id: u64,
@@ -36,6 +38,8 @@ pub(crate) struct Core {
     /// The mapped type of each store, by position: a linear scan beats hashing for the few
     /// types one session uses.
     pub(crate) types: Vec<TypeId>,
+    /// Children removed from `delete-orphan` collections since the last flush.
+    pub(crate) orphans: Vec<Box<dyn Orphan>>,
 }
 
 /// `table.pk1 = $1 AND table.pk2 = $2`
@@ -100,6 +104,7 @@ impl Core {
             savepoint_serial: 0,
             stores: Vec::new(),
             types: Vec::new(),
+            orphans: Vec::new(),
         }
     }
 
@@ -131,13 +136,38 @@ impl Core {
         self.link = SessionLink::new(self.id, self.shared.clone());
         self.stores.clear();
         self.types.clear();
+        self.orphans.clear();
     }
 
+    /// Adds `obj`, and what its relationships reach (save-update cascade).
     pub(crate) fn add<T: Mapped>(&mut self, obj: &Obj<T>) -> Result<()> {
+        if self.add_one(obj)? {
+            for rel in relations_of::<T>() {
+                rel.cascade_add(obj, self)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues a persistent object whose columns (or relationships) changed for the next
+    /// flush, once.
+    pub(crate) fn queue_dirty<T: Mapped>(&mut self, obj: &Obj<T>) {
+        {
+            let mut d = obj.lock_data();
+            if d.queued || d.status != Status::Persistent || !self.owns(&d) {
+                return;
+            }
+            d.queued = true;
+        }
+        self.store::<T>().dirty.push(obj.clone());
+    }
+
+    /// Adds `obj` alone; whether it was not in the session before.
+    fn add_one<T: Mapped>(&mut self, obj: &Obj<T>) -> Result<bool> {
         let mut d = obj.lock_data();
         if let Some(other) = d.attached() {
             if other.session_id == self.id {
-                return Ok(());
+                return Ok(false);
             }
             return Err(Error::AttachedElsewhere {
                 table: T::TABLE.name,
@@ -153,7 +183,7 @@ impl Core {
             d.status = Status::Pending;
             drop(d);
             self.store::<T>().new.push(obj.clone());
-            return Ok(());
+            return Ok(true);
         }
         // A detached object returns to persistent, with the changes it carries.
         let key = d.value.key().expect("an object with identity has a key");
@@ -173,7 +203,7 @@ impl Core {
         if queue {
             store.dirty.push(obj.clone());
         }
-        Ok(())
+        Ok(true)
     }
 
     pub(crate) fn delete<T: Mapped>(&mut self, obj: &Obj<T>) -> Result<()> {
@@ -221,6 +251,10 @@ impl Core {
             }
         };
         self.store::<T>().forget(obj, key.as_ref());
+        self.forget_orphan(obj);
+        for rel in relations_of::<T>() {
+            rel.cascade_expunge(obj, self)?;
+        }
         Ok(())
     }
 
@@ -369,6 +403,11 @@ impl Core {
                 unloaded,
             )
         };
+        // The copy shares no related objects with the source: its relationships reload.
+        let mut value = value;
+        for rel in relations_of::<T>() {
+            rel.unload(&mut value);
+        }
         let Some(key) = key else {
             let obj = Obj::new(value);
             self.add(&obj)?;

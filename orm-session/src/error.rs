@@ -164,6 +164,66 @@ pub enum Error {
         /// The table joined.
         to: &'static str,
     },
+    /// A relationship found no foreign key (or several) from the child's table to the
+    /// parent's primary key.
+    #[error(
+        "relationship `{relationship}`: {found} foreign keys of table `{child}` reference the \
+         primary key of table `{parent}`; exactly one must (name it with `via = \"column\"`)"
+    )]
+    RelationshipForeignKey {
+        /// `Struct.field` of the relationship.
+        relationship: String,
+        /// The table holding the foreign key.
+        child: &'static str,
+        /// The referenced table.
+        parent: &'static str,
+        /// How many foreign keys matched.
+        found: usize,
+    },
+    /// A child's foreign key would have to be NULL (removed from its parent's collection,
+    /// or its reference cleared), but the column is NOT NULL.
+    #[error(
+        "column `{table}.{column}` references `{parent}` and is NOT NULL: a row of `{table}` \
+         cannot be left without a parent; delete it, give it another parent, or declare \
+         `cascade = \"all, delete-orphan\"` on the collection"
+    )]
+    NotNullForeignKey {
+        /// The child's table.
+        table: &'static str,
+        /// The foreign-key column.
+        column: &'static str,
+        /// The parent's table.
+        parent: &'static str,
+    },
+    /// A row was deleted while rows of another table reference it through a NOT NULL foreign
+    /// key, and the relationship has no delete cascade. Nothing was written.
+    #[error(
+        "cannot delete a row of `{table}`: rows of `{child}` reference it through the NOT NULL \
+         column `{child}.{column}`, and the relationship has no delete cascade (declare \
+         `cascade = \"all\"`, or delete or move the children first)"
+    )]
+    DependentRows {
+        /// The parent's table.
+        table: &'static str,
+        /// The child's table.
+        child: &'static str,
+        /// The child's foreign-key column.
+        column: &'static str,
+    },
+    /// Objects of one table reference each other in a cycle (an object that is its own
+    /// parent or ancestor), so no order of INSERTs can fill in their keys.
+    #[error("objects of table `{table}` reference each other in a cycle (an object is its own ancestor)")]
+    CircularRows {
+        /// The table.
+        table: &'static str,
+    },
+    /// Tables that reference each other in a cycle both have rows to insert or delete in one
+    /// flush; no statement order satisfies their foreign keys. Flush them separately.
+    #[error("tables {tables:?} reference each other through foreign keys in a cycle, and one flush has rows of several of them to insert or delete; flush them separately")]
+    CircularDependency {
+        /// The tables of the cycle.
+        tables: Vec<&'static str>,
+    },
     /// A query expected one row and found none.
     #[error("no row of table `{table}` was found")]
     NoResultFound {

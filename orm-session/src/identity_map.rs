@@ -26,6 +26,7 @@ use crate::error::Result;
 use crate::object::{Obj, ObjData};
 use crate::state::Status;
 use crate::unit_of_work::execute;
+use crate::unit_of_work::relations::{self, TypeOps};
 
 /// A weak reference to an object.
 pub(crate) type Slot<T> = Weak<RwLock<ObjData<T>>>;
@@ -139,6 +140,25 @@ impl<T: Mapped> Store<T> {
         }
     }
 
+    /// INSERTs `objs` (pending objects of this store).
+    pub(crate) fn insert(&self, conn: &Connection, objs: &[Obj<T>]) -> Result<()> {
+        // One object per key: a new object may not take the key of one the session holds.
+        for obj in objs {
+            let Some(key) = obj.lock_data().value.key() else {
+                continue;
+            };
+            if let Some(held) = self.lookup(&key) {
+                if !held.ptr_eq(obj) && held.lock_data().status != Status::Deleted {
+                    return Err(crate::error::Error::IdentityConflict {
+                        table: T::TABLE.name,
+                        key: format!("{key:?}"),
+                    });
+                }
+            }
+        }
+        execute::insert(conn, objs)
+    }
+
     /// Logs an object changed in memory by a bulk UPDATE inside a savepoint.
     pub(crate) fn note_updated(&mut self, obj: &Obj<T>) {
         self.updated.push(obj.downgrade());
@@ -206,8 +226,10 @@ pub(crate) trait AnyStore: Send {
     fn table(&self) -> &'static Table;
     fn as_any(&mut self) -> &mut dyn Any;
     fn has_changes(&self) -> bool;
-    /// INSERTs the pending objects.
-    fn flush_inserts(&mut self, conn: &Connection) -> Result<()>;
+    /// Whether the next flush inserts or deletes rows of the table.
+    fn has_inserts_or_deletes(&self) -> bool;
+    /// The flush operations of the store's type that reach the whole session.
+    fn ops(&self) -> &'static dyn TypeOps;
     fn flush_updates(&mut self, conn: &Connection) -> Result<()>;
     fn flush_deletes(&mut self, conn: &Connection) -> Result<()>;
     /// After every statement of a flush succeeded: move objects to their new states.
@@ -240,22 +262,12 @@ impl<T: Mapped> AnyStore for Store<T> {
         !(self.new.is_empty() && self.dirty.is_empty() && self.deleted.is_empty())
     }
 
-    fn flush_inserts(&mut self, conn: &Connection) -> Result<()> {
-        // One object per key: a new object may not take the key of one the session holds.
-        for obj in &self.new {
-            let Some(key) = obj.lock_data().value.key() else {
-                continue;
-            };
-            if let Some(held) = self.lookup(&key) {
-                if !held.ptr_eq(obj) && held.lock_data().status != Status::Deleted {
-                    return Err(crate::error::Error::IdentityConflict {
-                        table: T::TABLE.name,
-                        key: format!("{key:?}"),
-                    });
-                }
-            }
-        }
-        execute::insert(conn, &self.new)
+    fn has_inserts_or_deletes(&self) -> bool {
+        !(self.new.is_empty() && self.deleted.is_empty())
+    }
+
+    fn ops(&self) -> &'static dyn TypeOps {
+        relations::ops::<T>()
     }
 
     fn flush_updates(&mut self, conn: &Connection) -> Result<()> {

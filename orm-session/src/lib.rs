@@ -15,6 +15,8 @@
 //! - `identity_map`: per-type identity map and unit-of-work lists.
 //! - `unit_of_work`: flush ordering (`plan`) and batched statements (`execute`).
 //! - `query`: [`Query`].
+//! - `relation`: relationships ([`Collection`], [`Reference`], [`OneToMany`], [`ManyToOne`]):
+//!   cascades, foreign keys filled in at flush, lazy and `selectin` loading.
 //! - `raw`: [`Session::execute`], raw SQL in the session's transaction.
 //! - `scoped`: [`ScopedSession`], one session per thread (SQLAlchemy's `scoped_session`).
 //! - `error`: [`Error`].
@@ -26,6 +28,7 @@ mod identity_map;
 mod object;
 mod query;
 mod raw;
+mod relation;
 mod scoped;
 mod session;
 mod sessionmaker;
@@ -36,6 +39,10 @@ mod unit_of_work;
 pub use error::{Error, Result};
 pub use object::{Obj, ObjRef};
 pub use query::{ColumnQuery, ObjHandles, Query, QueryIter, Synchronize};
+pub use relation::{
+    selectin, Cascade, Collection, LoadOption, ManyToOne, OneToMany, Reference, Related,
+    RelationDef, RelationEntry, RelationField, SelectIn,
+};
 pub use scoped::{CurrentSession, ScopedSession, SessionInUse};
 pub use session::{NestedTransaction, Session};
 pub use sessionmaker::{

@@ -355,7 +355,7 @@ impl<T: Mapped> Obj<T> {
     }
 
     /// Loads the row if the object is expired, through the session it is attached to.
-    fn load(&self) -> Result<()> {
+    pub(crate) fn load(&self) -> Result<()> {
         let link = {
             let d = self.read_data()?;
             if !d.is_expired() {

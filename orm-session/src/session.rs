@@ -34,6 +34,10 @@ impl Shared {
     pub(crate) fn refresh<T: Mapped>(&self, obj: &Obj<T>) -> Result<()> {
         self.core.lock().refresh(obj)
     }
+
+    pub(crate) fn core(&self) -> parking_lot::MutexGuard<'_, Core> {
+        self.core.lock()
+    }
 }
 
 /// A conversation with the database: identity map, unit of work and one transaction at a

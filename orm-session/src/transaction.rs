@@ -119,11 +119,11 @@ impl Core {
 
     pub(crate) fn flush(&mut self) -> Result<()> {
         self.check_usable()?;
-        if !self.stores.iter().any(|s| s.has_changes()) {
+        if self.orphans.is_empty() && !self.stores.iter().any(|s| s.has_changes()) {
             return Ok(());
         }
         let conn = self.connection()?;
-        let result = unit_of_work::run(&mut self.stores, &conn);
+        let result = unit_of_work::run(self, &conn);
         if let Err(e) = result {
             self.stores.iter_mut().for_each(|s| s.undo_flush());
             return Err(self.flush_failed(&conn, e));

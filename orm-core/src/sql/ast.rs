@@ -49,6 +49,17 @@ pub enum Expr {
         /// `NOT IN`.
         negated: bool,
     },
+    /// `expr IN (values)` for a long list of values of one type: one array parameter on
+    /// PostgreSQL (`IN (SELECT unnest($1::int8[]))`, one statement text whatever the count,
+    /// and a plan that stays a hash or index lookup), a parameter list on SQLite.
+    InArray {
+        /// The tested expression.
+        expr: Box<Expr>,
+        /// The values' SQL type.
+        sql_type: SqlType,
+        /// The candidates (NULLs never match).
+        values: Vec<Value>,
+    },
     /// `expr IN (SELECT ..)`.
     InSelect {
         /// The tested expression.

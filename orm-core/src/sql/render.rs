@@ -172,6 +172,33 @@ impl Renderer {
                 }
                 self.sql.push(')');
             }
+            Expr::InArray {
+                expr,
+                sql_type,
+                values,
+            } => {
+                if values.is_empty() {
+                    self.sql.push_str("1 = 0");
+                    return;
+                }
+                self.expr(expr);
+                if self.dialect == Dialect::Postgres {
+                    self.sql.push_str(" IN (SELECT unnest(");
+                    self.param(Value::Array(*sql_type, values.clone()));
+                    self.sql.push_str("::");
+                    self.sql.push_str(Dialect::array_type(*sql_type));
+                    self.sql.push_str("))");
+                } else {
+                    self.sql.push_str(" IN (");
+                    for (i, v) in values.iter().enumerate() {
+                        if i > 0 {
+                            self.sql.push_str(", ");
+                        }
+                        self.param(v.clone());
+                    }
+                    self.sql.push(')');
+                }
+            }
             Expr::InSelect { expr, select } => {
                 self.expr(expr);
                 self.sql.push_str(" IN (");

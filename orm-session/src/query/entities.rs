@@ -6,9 +6,14 @@ use orm_core::model::Mapped;
 
 use crate::core::Core;
 use crate::object::Obj;
+use crate::relation::load::EagerLoad;
 
-/// Access to the session's identity map while rows decode.
-pub(crate) struct Loader<'a>(pub(crate) &'a mut Core);
+/// Access to the session's identity map while rows decode, and the eager loaders that
+/// collect the objects decoded.
+pub(crate) struct Loader<'a> {
+    pub(crate) core: &'a mut Core,
+    pub(crate) eager: &'a mut [Box<dyn EagerLoad>],
+}
 
 /// Selected entities come back as [`Obj`] handles.
 pub struct ObjHandles;
@@ -20,6 +25,10 @@ impl Handles for ObjHandles {
 impl EntityLoader for Loader<'_> {
     type Handles = ObjHandles;
     fn load<T: Mapped>(&mut self, row: &Row<'_>, at: usize) -> orm_core::error::Result<Obj<T>> {
-        self.0.entity_at::<T>(row, at)
+        let obj = self.core.entity_at::<T>(row, at)?;
+        for loader in self.eager.iter_mut() {
+            loader.collect(&obj);
+        }
+        Ok(obj)
     }
 }

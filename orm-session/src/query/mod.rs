@@ -55,7 +55,7 @@ mod entities;
 
 use std::marker::PhantomData;
 
-use orm_core::expr::sources::{AllIn, HCons, One, Outer};
+use orm_core::expr::sources::{AllIn, HCons, InFrom, One, Outer};
 use orm_core::expr::{Assignment, IntoOrder, Predicate, Selectable};
 use orm_core::model::Mapped;
 use orm_core::schema::Table;
@@ -68,6 +68,8 @@ pub use entities::ObjHandles;
 use orm_core::expr::entities::{Entities, SelectedIn};
 
 use crate::error::{Error, Result};
+use crate::relation::load::EagerLoad;
+use crate::relation::LoadOption;
 use crate::session::Session;
 
 /// How a bulk [`Query::update`] or [`Query::delete`] keeps the objects the session holds in
@@ -117,6 +119,8 @@ pub struct Query<'s, E, F> {
     /// query runs.
     error: Option<Error>,
     synchronize: Synchronize,
+    /// Relationships to load eagerly for the objects returned.
+    eager: Vec<Box<dyn EagerLoad>>,
     _types: PhantomData<fn() -> (E, F)>,
 }
 
@@ -130,6 +134,7 @@ impl<'s, E: Entities> Query<'s, E, One<E::First>> {
             tables: vec![E::First::TABLE],
             error: None,
             synchronize: Synchronize::Auto,
+            eager: Vec::new(),
             _types: PhantomData,
         }
     }
@@ -185,6 +190,7 @@ impl<'s, E: Entities, F> Query<'s, E, F> {
             tables: self.tables,
             error: self.error,
             synchronize: self.synchronize,
+            eager: self.eager,
             _types: PhantomData,
         }
     }
@@ -256,7 +262,32 @@ impl<'s, E: Entities, F> Query<'s, E, F> {
         }
         let mut core = self.session.core();
         core.autoflush()?;
-        core.load_with(self.select, |core, row| E::decode(&mut Loader(core), row))
+        let mut eager = std::mem::take(&mut self.eager);
+        let rows = core.load_with(self.select, |core, row| {
+            E::decode(
+                &mut Loader {
+                    core,
+                    eager: &mut eager,
+                },
+                row,
+            )
+        })?;
+        for loader in &mut eager {
+            loader.run(&mut core)?;
+        }
+        Ok(rows)
+    }
+
+    /// Loads a relationship of every `P` the query returns eagerly, with [`selectin`]: one
+    /// more SELECT in all rather than one lazy load per object.
+    ///
+    /// [`selectin`]: crate::selectin
+    pub fn options<P: Mapped, I>(mut self, option: LoadOption<P>) -> Self
+    where
+        P: InFrom<F, I>,
+    {
+        self.eager.push(option.loader);
+        self
     }
 
     /// Every matching row.

@@ -6,30 +6,35 @@
 
 pub(crate) mod execute;
 pub(crate) mod plan;
+pub(crate) mod relations;
 
 use orm_core::engine::Connection;
 
+use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::identity_map::AnyStore;
 
-/// Runs every statement of a flush, in dependency order. Stops at the first error; the caller
-/// rolls the transaction back.
-pub(crate) fn run(stores: &mut [Box<dyn AnyStore>], conn: &Connection) -> Result<()> {
-    let order = plan::order(stores);
+/// Runs the cascades, then every statement of a flush, in dependency order. Stops at the
+/// first error; the caller rolls the transaction back.
+pub(crate) fn run(core: &mut Core, conn: &Connection) -> Result<()> {
+    core.cascade_for_flush()?;
+    let order = plan::order(&core.stores)?;
     for &i in &order {
-        stores[i]
-            .flush_inserts(conn)
-            .map_err(|e| in_table(stores[i].as_ref(), e))?;
+        let ops = core.stores[i].ops();
+        ops.insert(core, conn)
+            .map_err(|e| in_table(core.stores[i].as_ref(), e))?;
     }
     for &i in &order {
-        stores[i]
+        let ops = core.stores[i].ops();
+        ops.prepare_updates(core)?;
+        core.stores[i]
             .flush_updates(conn)
-            .map_err(|e| in_table(stores[i].as_ref(), e))?;
+            .map_err(|e| in_table(core.stores[i].as_ref(), e))?;
     }
     for &i in order.iter().rev() {
-        stores[i]
+        core.stores[i]
             .flush_deletes(conn)
-            .map_err(|e| in_table(stores[i].as_ref(), e))?;
+            .map_err(|e| in_table(core.stores[i].as_ref(), e))?;
     }
     Ok(())
 }

@@ -1,0 +1,318 @@
+//! Reading and changing relationships through an object: `related`, `append`, `remove`,
+//! `set_related`. Both sides are kept consistent in memory (`back_populates`), and an object
+//! attached to a session reaches it for lazy loads and cascades.
+
+use std::sync::Arc;
+
+use orm_core::model::Mapped;
+
+use crate::error::{Error, Result};
+use crate::object::Obj;
+use crate::relation::{fk_key, same, set_fk, ManyToOne, OneToMany, Target};
+use crate::session::Shared;
+
+/// A relationship handle of `T` that [`Obj::related`] can read.
+pub trait Related<T>: Copy + sealed::Sealed {
+    /// What the relationship holds: `Vec<Obj<C>>` for a collection, `Option<Obj<P>>` for a
+    /// reference.
+    type Output;
+    #[doc(hidden)]
+    fn read(self, obj: &Obj<T>) -> Result<Self::Output>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl<P, C> Sealed for super::OneToMany<P, C> {}
+    impl<C, P> Sealed for super::ManyToOne<C, P> {}
+}
+
+impl<P: Mapped, C: Mapped> Related<P> for OneToMany<P, C> {
+    type Output = Vec<Obj<C>>;
+
+    fn read(self, obj: &Obj<P>) -> Result<Vec<Obj<C>>> {
+        obj.ensure_loaded(&self)?;
+        let d = obj.read_data()?;
+        Ok((self.get)(&d.value).loaded().unwrap_or_default().to_vec())
+    }
+}
+
+impl<C: Mapped, P: Mapped> Related<C> for ManyToOne<C, P> {
+    type Output = Option<Obj<P>>;
+
+    fn read(self, obj: &Obj<C>) -> Result<Option<Obj<P>>> {
+        obj.load()?;
+        let key = {
+            let d = obj.read_data()?;
+            match &(self.get)(&d.value).target {
+                Target::Empty => return Ok(None),
+                target => {
+                    if let Some(p) = target.get() {
+                        return Ok(Some(p));
+                    }
+                }
+            }
+            fk_key::<P, C>(&d.value, self.fk()?)
+        };
+        if key.is_none() {
+            return Ok(None);
+        }
+        let shared = obj.session().ok_or(Error::DetachedInstance {
+            table: C::TABLE.name,
+        })?;
+        let mut core = shared.core();
+        core.load_reference(&self, obj)
+    }
+}
+
+impl<T: Mapped> Obj<T> {
+    /// The session this object is attached to, if it is still open.
+    pub(crate) fn session(&self) -> Option<Arc<Shared>> {
+        self.read_data()
+            .ok()?
+            .attached()
+            .and_then(|l| l.shared.upgrade())
+    }
+
+    /// Reads a relationship, loading it on first access through the object's session (one
+    /// SELECT for a collection; for a reference, none when the identity map holds the parent).
+    ///
+    /// Errors with [`Error::DetachedInstance`] when it is not loaded and the object is not in
+    /// a session.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use orm::__doc::*;
+    /// # fn main() -> Result<(), orm::Error> {
+    /// # let (_engine, factory) = setup();
+    /// let mut session = factory.session();
+    /// let ed = session.add(Author { id: None, name: "ed".into(), books: Default::default() })?;
+    /// let book = ed.append(Author::books, Book::new("Ulysses"))?; // now pending too
+    /// session.commit()?;
+    /// let author = book.related(Book::author)?.unwrap(); // from the identity map: no SQL
+    /// assert!(author.ptr_eq(&ed));
+    /// assert_eq!(ed.related(Author::books)?.len(), 1); // one SELECT (expired at commit)
+    /// # Ok(()) }
+    /// ```
+    pub fn related<R: Related<T>>(&self, relationship: R) -> Result<R::Output> {
+        relationship.read(self)
+    }
+
+    /// Loads the collection `rel` if it is not loaded (an object without a row has an empty
+    /// one).
+    fn ensure_loaded<C: Mapped>(&self, rel: &OneToMany<T, C>) -> Result<()> {
+        self.load()?;
+        {
+            let mut d = self.write()?;
+            if (rel.get)(&d.value).is_loaded() {
+                return Ok(());
+            }
+            if !d.identity {
+                (rel.get_mut)(&mut d.value).items = Some(Vec::new());
+                return Ok(());
+            }
+        }
+        let shared = self.session().ok_or(Error::DetachedInstance {
+            table: T::TABLE.name,
+        })?;
+        let mut core = shared.core();
+        core.load_collections(rel, std::slice::from_ref(self), true)
+    }
+
+    /// Appends `child` to the collection `rel` (loading it first if needed), and keeps the
+    /// other side in step: the child's reference points here, it leaves its previous parent's
+    /// loaded collection, and its foreign key takes this object's key (at flush, when this
+    /// object has none yet). If this object is in a session, the child joins it (save-update
+    /// cascade). Returns the child's handle.
+    pub fn append<C: Mapped>(
+        &self,
+        rel: OneToMany<T, C>,
+        child: impl Into<Obj<C>>,
+    ) -> Result<Obj<C>> {
+        let child = child.into();
+        if same(self, &child) {
+            return Err(Error::CircularRows {
+                table: T::TABLE.name,
+            });
+        }
+        self.ensure_loaded(&rel)?;
+        let (key, has_row) = {
+            let mut d = self.write()?;
+            let collection = (rel.get_mut)(&mut d.value);
+            if collection.contains(&child) {
+                return Ok(child);
+            }
+            collection
+                .items
+                .get_or_insert_with(Vec::new)
+                .push(child.clone());
+            (d.value.key(), d.identity)
+        };
+        if let Some(back) = rel.back {
+            let old = back(&mut child.write()?.value).target.get();
+            if let Some(old) = old.filter(|old| !old.ptr_eq(self)) {
+                if let Some(items) = &mut (rel.get_mut)(&mut old.write()?.value).items {
+                    items.retain(|c| !c.ptr_eq(&child));
+                }
+            }
+        }
+        let changed = rel.point_child(self, key.as_ref(), has_row, &child, true)?;
+        if let Some(shared) = self.session() {
+            let mut core = shared.core();
+            core.forget_orphan(&child);
+            if changed {
+                core.queue_dirty(&child);
+            }
+            if rel.def.cascade.save_update {
+                core.add(&child)?;
+            }
+        }
+        Ok(child)
+    }
+
+    /// Removes `child` from the collection `rel` (loading it first if needed). Its reference
+    /// is cleared and its foreign key set to NULL; with `delete-orphan` it is deleted at the
+    /// next flush instead (unless appended to a parent again before). Returns whether it was
+    /// in the collection.
+    ///
+    /// Errors with [`Error::NotNullForeignKey`], changing nothing, when the foreign key is
+    /// NOT NULL and the relationship has no `delete-orphan` cascade.
+    pub fn remove<C: Mapped>(&self, rel: OneToMany<T, C>, child: &Obj<C>) -> Result<bool> {
+        let fk = rel.fk()?;
+        let orphan = rel.def.cascade.delete_orphan;
+        if !orphan {
+            if let Some(&c) = fk.columns.iter().find(|&&c| !C::TABLE.columns[c].nullable) {
+                return Err(Error::NotNullForeignKey {
+                    table: C::TABLE.name,
+                    column: C::TABLE.columns[c].name,
+                    parent: T::TABLE.name,
+                });
+            }
+        }
+        self.ensure_loaded(&rel)?;
+        {
+            let mut d = self.write()?;
+            let Some(items) = &mut (rel.get_mut)(&mut d.value).items else {
+                return Ok(false);
+            };
+            let before = items.len();
+            items.retain(|c| !c.ptr_eq(child));
+            if items.len() == before {
+                return Ok(false);
+            }
+        }
+        let changed = {
+            let mut d = child.write()?;
+            if let Some(back) = rel.back {
+                back(&mut d.value).target = Target::Empty;
+            }
+            if orphan {
+                false
+            } else {
+                set_fk::<T, C>(&mut d, fk, None)?
+            }
+        };
+        if let Some(shared) = self.session() {
+            let mut core = shared.core();
+            if changed {
+                core.queue_dirty(child);
+            }
+            if orphan {
+                core.note_orphan(child);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Sets (or, with `None`, clears) the reference `rel`, keeping the other side in step: the
+    /// object leaves its previous parent's loaded collection and joins the new one's, and its
+    /// foreign key takes the parent's key (at flush, when the parent has none yet). If this
+    /// object is in a session, the parent joins it (save-update cascade).
+    ///
+    /// Clearing errors with [`Error::NotNullForeignKey`], changing nothing, when the foreign
+    /// key is NOT NULL.
+    pub fn set_related<P: Mapped>(
+        &self,
+        rel: ManyToOne<T, P>,
+        parent: Option<&Obj<P>>,
+    ) -> Result<()> {
+        let fk = rel.fk()?;
+        if parent.is_some_and(|p| same(self, p)) {
+            return Err(Error::CircularRows {
+                table: T::TABLE.name,
+            });
+        }
+        if parent.is_none() {
+            if let Some(&c) = fk.columns.iter().find(|&&c| !T::TABLE.columns[c].nullable) {
+                return Err(Error::NotNullForeignKey {
+                    table: T::TABLE.name,
+                    column: T::TABLE.columns[c].name,
+                    parent: P::TABLE.name,
+                });
+            }
+        }
+        self.load()?;
+        let session = self.session();
+        // The previous parent, if in memory (or in the identity map): it loses this child.
+        let old = {
+            let d = self.read_data()?;
+            let in_memory = rel.target(&d);
+            let key = fk_key::<P, T>(&d.value, fk);
+            drop(d);
+            in_memory.or_else(|| {
+                let session = session.as_ref()?;
+                session.core().store::<P>().lookup(&key?)
+            })
+        };
+        if let (Some(old), Some(back)) = (&old, rel.back) {
+            if parent.is_none_or(|p| !p.ptr_eq(old)) {
+                if let Some(items) = &mut back(&mut old.write()?.value).items {
+                    items.retain(|c| !c.ptr_eq(self));
+                }
+            }
+        }
+        let mut held_by_parent = false;
+        let mut parent_key = None;
+        if let Some(p) = parent {
+            let mut pd = p.write()?;
+            parent_key = pd.value.key();
+            if let Some(back) = rel.back {
+                let has_row = pd.identity;
+                let collection = back(&mut pd.value);
+                if collection.is_loaded() || !has_row {
+                    let items = collection.items.get_or_insert_with(Vec::new);
+                    if !items.iter().any(|c| c.ptr_eq(self)) {
+                        items.push(self.clone());
+                    }
+                    held_by_parent = has_row;
+                }
+            }
+        }
+        let queue = {
+            let mut d = self.write()?;
+            (rel.get_mut)(&mut d.value).target = match parent {
+                None => Target::Empty,
+                Some(p) if held_by_parent => Target::Weak(p.downgrade()),
+                Some(p) => Target::Strong(p.clone()),
+            };
+            let changed = match (parent, &parent_key) {
+                (None, _) => set_fk::<P, T>(&mut d, fk, None)?,
+                (Some(_), Some(key)) => set_fk::<P, T>(&mut d, fk, Some(key))?,
+                // The parent has no key yet: the flush fills it in; queue this object for it.
+                (Some(_), None) => true,
+            };
+            changed
+        };
+        if let Some(shared) = session {
+            let mut core = shared.core();
+            core.forget_orphan(self);
+            if queue {
+                core.queue_dirty(self);
+            }
+            if let (Some(p), true) = (parent, rel.def.cascade.save_update) {
+                core.add(p)?;
+            }
+        }
+        Ok(())
+    }
+}
