@@ -534,6 +534,24 @@ mod tests {
     }
 
     #[test]
+    fn relationship_expansion() {
+        insta::assert_snapshot!(expand(syn::parse_quote! {
+            #[derive(Mapped)]
+            #[mapped(table = "nodes")]
+            pub struct Node {
+                #[mapped(primary_key)]
+                pub id: Option<i64>,
+                #[mapped(foreign_key = "nodes.id")]
+                pub parent_id: Option<i64>,
+                #[mapped(relationship(back_populates = "children"))]
+                pub parent: Reference<Node>,
+                #[mapped(relationship(back_populates = "parent", cascade = "all, delete-orphan"))]
+                pub children: Collection<Node>,
+            }
+        }));
+    }
+
+    #[test]
     fn composite_key_expansion_with_crate_path() {
         insta::assert_snapshot!(expand(syn::parse_quote! {
             #[derive(Mapped)]

@@ -14,6 +14,7 @@ mod models;
 mod query;
 mod raw_sql;
 mod regressions;
+mod relationships;
 mod scoped;
 mod semantics;
 mod session;
