@@ -282,9 +282,9 @@ impl<'s, E: Entities, F> Query<'s, E, F> {
     /// more SELECT in all rather than one lazy load per object.
     ///
     /// [`selectin`]: crate::selectin
-    pub fn options<P: Mapped, I>(mut self, option: LoadOption<P>) -> Self
+    pub fn options<P, I>(mut self, option: LoadOption<P>) -> Self
     where
-        P: InFrom<F, I>,
+        P: Mapped + InFrom<F, I>,
     {
         self.eager.push(option.loader);
         self

@@ -295,13 +295,12 @@ impl<T: Mapped> Obj<T> {
                 Some(p) if held_by_parent => Target::Weak(p.downgrade()),
                 Some(p) => Target::Strong(p.clone()),
             };
-            let changed = match (parent, &parent_key) {
+            match (parent, &parent_key) {
                 (None, _) => set_fk::<P, T>(&mut d, fk, None)?,
                 (Some(_), Some(key)) => set_fk::<P, T>(&mut d, fk, Some(key))?,
                 // The parent has no key yet: the flush fills it in; queue this object for it.
                 (Some(_), None) => true,
-            };
-            changed
+            }
         };
         if let Some(shared) = session {
             let mut core = shared.core();
