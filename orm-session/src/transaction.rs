@@ -165,6 +165,8 @@ impl Core {
     }
 
     fn rollback_stores_to(&mut self, marks: &HashMap<TypeId, Mark>) {
+        // Removals from collections are undone with everything else (the parents reload).
+        self.orphans.clear();
         for (ty, store) in self.types.iter().zip(self.stores.iter_mut()) {
             store.rollback_to(marks.get(ty).copied().unwrap_or_default());
         }

@@ -341,6 +341,16 @@ fn removing_a_child_from_a_delete_orphan_collection_deletes_it_at_flush() {
         );
         assert_eq!(pen.state(), ObjectState::Deleted);
 
+        // Removed, then rolled back: the removal is undone with the rest.
+        s.commit()?;
+        let orders = ed.related(Customer::orders)?;
+        ed.remove(Customer::orders, &orders[0])?;
+        s.rollback()?;
+        s.commit()?;
+        assert_eq!(count_rows(&db.engine(), "orders")?, 1);
+        assert_eq!(ed.related(Customer::orders)?.len(), 1);
+        let ink = ed.related(Customer::orders)?.pop().expect("ink");
+
         // Removed, then given to another customer before the flush: not an orphan.
         let wendy = s.add(customer("wendy", vec![]))?;
         ed.remove(Customer::orders, &ink)?;
