@@ -326,7 +326,7 @@ fn removing_a_child_from_a_delete_orphan_collection_deletes_it_at_flush() {
         let ed = s.add(customer("ed", vec![order("pen", &[1]), order("ink", &[])]))?;
         s.commit()?;
         let orders = ed.related(Customer::orders)?;
-        let (pen, ink) = (orders[0].clone(), orders[1].clone());
+        let pen = orders[0].clone();
         pen.related(Order::lines)?;
         assert!(ed.remove(Customer::orders, &pen)?);
         assert!(
