@@ -8,7 +8,9 @@ use orm_core::model::Mapped;
 
 use crate::error::{Error, Result};
 use crate::object::Obj;
-use crate::relation::{fk_key, same, set_fk, ManyToOne, OneToMany, Target};
+use crate::relation::{
+    check_nullable, fk_key, same, set_fk, InMemory::Known, ManyToOne, OneToMany, Target,
+};
 use crate::session::Shared;
 
 /// A relationship handle of `T` that [`Obj::related`] can read.
@@ -41,20 +43,8 @@ impl<C: Mapped, P: Mapped> Related<C> for ManyToOne<C, P> {
 
     fn read(self, obj: &Obj<C>) -> Result<Option<Obj<P>>> {
         obj.load()?;
-        let key = {
-            let d = obj.read_data()?;
-            match &(self.get)(&d.value).target {
-                Target::Empty => return Ok(None),
-                target => {
-                    if let Some(p) = target.get() {
-                        return Ok(Some(p));
-                    }
-                }
-            }
-            fk_key::<P, C>(&d.value, self.fk()?)
-        };
-        if key.is_none() {
-            return Ok(None);
+        if let Known(parent) = self.in_memory(&*obj.read_data()?)? {
+            return Ok(parent);
         }
         let shared = obj.session().ok_or(Error::DetachedInstance {
             table: C::TABLE.name,
@@ -181,13 +171,7 @@ impl<T: Mapped> Obj<T> {
         let fk = rel.fk()?;
         let orphan = rel.def.cascade.delete_orphan;
         if !orphan {
-            if let Some(&c) = fk.columns.iter().find(|&&c| !C::TABLE.columns[c].nullable) {
-                return Err(Error::NotNullForeignKey {
-                    table: C::TABLE.name,
-                    column: C::TABLE.columns[c].name,
-                    parent: T::TABLE.name,
-                });
-            }
+            check_nullable::<T, C>(fk)?;
         }
         self.ensure_loaded(&rel)?;
         {
@@ -243,13 +227,7 @@ impl<T: Mapped> Obj<T> {
             });
         }
         if parent.is_none() {
-            if let Some(&c) = fk.columns.iter().find(|&&c| !T::TABLE.columns[c].nullable) {
-                return Err(Error::NotNullForeignKey {
-                    table: T::TABLE.name,
-                    column: T::TABLE.columns[c].name,
-                    parent: P::TABLE.name,
-                });
-            }
+            check_nullable::<P, T>(fk)?;
         }
         self.load()?;
         let session = self.session();

@@ -9,11 +9,11 @@ use orm_core::schema::Table;
 use orm_core::sql::ast::{BinOp, Expr, OrderBy, Select};
 use orm_core::value::Value;
 
-use crate::core::{keys_filter, Core};
+use crate::core::Core;
 use crate::error::Result;
 use crate::object::Obj;
 use crate::relation::ops::holds;
-use crate::relation::{fk_key, ManyToOne, OneToMany, Target};
+use crate::relation::{fk_key, InMemory, ManyToOne, OneToMany, Target};
 
 /// Most keys in one eager-loading statement (SQLite allows 32,766 parameters).
 const KEYS_PER_STATEMENT: usize = 30_000;
@@ -131,19 +131,10 @@ impl Core {
         rel: &ManyToOne<C, P>,
         child: &Obj<C>,
     ) -> Result<Option<Obj<P>>> {
-        let key = {
-            let d = child.read_data()?;
-            match &(rel.get)(&d.value).target {
-                Target::Empty => return Ok(None),
-                target => {
-                    if let Some(p) = target.get() {
-                        return Ok(Some(p));
-                    }
-                }
-            }
-            fk_key::<P, C>(&d.value, rel.fk()?)
+        let key = match rel.in_memory(&*child.read_data()?)? {
+            InMemory::Known(parent) => return Ok(parent),
+            InMemory::Key(key) => key,
         };
-        let Some(key) = key else { return Ok(None) };
         let parent = self.get::<P>(key)?;
         if let Some(parent) = &parent {
             remember_parent(rel, child, parent)?;
@@ -187,11 +178,7 @@ impl Core {
         for chunk in missing.chunks(KEYS_PER_STATEMENT) {
             let mut select = Select::of(P::TABLE);
             let keys: Vec<_> = chunk.iter().map(PrimaryKey::values).collect();
-            select.filter = Some(if P::TABLE.primary_key.len() == 1 {
-                in_keys(P::TABLE, P::TABLE.primary_key, keys)
-            } else {
-                keys_filter::<P>(chunk)
-            });
+            select.filter = Some(in_keys(P::TABLE, P::TABLE.primary_key, keys));
             for parent in self.load::<P>(select)? {
                 let key = parent.read_data()?.value.key();
                 if let Some(key) = key {

@@ -229,6 +229,14 @@ impl<P: Mapped> fmt::Debug for Reference<P> {
     }
 }
 
+/// A many-to-one parent as far as memory knows it.
+pub(crate) enum InMemory<P: Mapped> {
+    /// The parent object, or no parent.
+    Known(Option<Obj<P>>),
+    /// Only the parent's key (the identity map or a SELECT finds the object).
+    Key(P::Key),
+}
+
 /// The relationship field types, as the derive's generated `from_row` builds them.
 #[doc(hidden)]
 pub trait RelationField {
@@ -387,6 +395,18 @@ pub(crate) fn fk_key<P: Mapped, C: Mapped>(child: &C, fk: &ForeignKey) -> Option
     P::Key::from_values(&values)
 }
 
+/// `Error::NotNullForeignKey` when a column of `fk` (of `C`, referencing `P`) is NOT NULL.
+pub(crate) fn check_nullable<P: Mapped, C: Mapped>(fk: &ForeignKey) -> Result<()> {
+    match fk.columns.iter().find(|&&c| !C::TABLE.columns[c].nullable) {
+        Some(&c) => Err(Error::NotNullForeignKey {
+            table: C::TABLE.name,
+            column: C::TABLE.columns[c].name,
+            parent: P::TABLE.name,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Points the child's foreign key at `parent_key` (NULL when `None`); records the columns that
 /// changed. Returns whether any did.
 pub(crate) fn set_fk<P: Mapped, C: Mapped>(
@@ -396,19 +416,15 @@ pub(crate) fn set_fk<P: Mapped, C: Mapped>(
 ) -> Result<bool> {
     let values = match parent_key {
         Some(k) => k.values(),
-        None => vec![Value::Null; fk.columns.len()],
+        None => {
+            check_nullable::<P, C>(fk)?;
+            vec![Value::Null; fk.columns.len()]
+        }
     };
     let mut changed = false;
     for (&c, v) in fk.columns.iter().zip(values) {
         if d.value.column_value(c) == v {
             continue;
-        }
-        if v == Value::Null && !C::TABLE.columns[c].nullable {
-            return Err(Error::NotNullForeignKey {
-                table: C::TABLE.name,
-                column: C::TABLE.columns[c].name,
-                parent: P::TABLE.name,
-            });
         }
         d.value.set_column(c, v)?;
         d.changed.insert(c);

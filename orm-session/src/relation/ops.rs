@@ -10,7 +10,9 @@ use orm_core::model::Mapped;
 use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::object::{Obj, ObjData};
-use crate::relation::{foreign_key, same, set_fk, Collection, ManyToOne, OneToMany, Target};
+use crate::relation::{
+    fk_key, foreign_key, same, set_fk, Collection, InMemory, ManyToOne, OneToMany, Target,
+};
 use crate::state::Status;
 
 /// One relationship of objects of type `P`, type-erased over the other side.
@@ -206,6 +208,22 @@ impl<C: Mapped, P: Mapped> ManyToOne<C, P> {
     /// The parent in memory.
     pub(crate) fn target(&self, d: &ObjData<C>) -> Option<Obj<P>> {
         (self.get)(&d.value).target.get()
+    }
+
+    /// What memory alone says of the parent: known (an object, or none: cleared or a NULL
+    /// foreign key), or only its key.
+    pub(crate) fn in_memory(&self, d: &ObjData<C>) -> Result<InMemory<P>> {
+        let target = &(self.get)(&d.value).target;
+        if let Target::Empty = target {
+            return Ok(InMemory::Known(None));
+        }
+        if let Some(parent) = target.get() {
+            return Ok(InMemory::Known(Some(parent)));
+        }
+        Ok(match fk_key::<P, C>(&d.value, self.fk()?) {
+            Some(key) => InMemory::Key(key),
+            None => InMemory::Known(None),
+        })
     }
 }
 
