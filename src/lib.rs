@@ -51,10 +51,10 @@ pub use orm_core::value::{ColumnType, IntoValue, SqlType, Value};
 pub use orm_derive::Mapped;
 pub use orm_session::{
     selectin, sessionmaker, Bind, Cascade, Collection, ColumnQuery, CurrentSession, Error,
-    FromSession, Info, JoinTransactionMode, LoadOption, ManyToOne, NestedTransaction, Obj,
-    ObjHandles, ObjRef, ObjectState, OneToMany, Query, QueryIter, Reference, Related, Result,
+    FromSession, Info, JoinTransactionMode, LoadOption, ManyToMany, ManyToOne, NestedTransaction,
+    Obj, ObjHandles, ObjRef, ObjectState, OneToMany, Query, QueryIter, Reference, Related, Result,
     ScopedSession, SelectIn, Session, SessionInUse, SessionMaker, SessionMakerBuilder,
-    SessionOptions, Synchronize,
+    SessionOptions, Synchronize, ToMany,
 };
 
 /// The core crate's error type (engine, dialects, decoding).
@@ -78,7 +78,8 @@ pub mod __private {
     pub use orm_core::schema::{ColumnDef, ForeignKey, Table};
     pub use orm_core::value::{ColumnType, SqlType, Value};
     pub use orm_session::{
-        Cascade, Collection, ManyToOne, OneToMany, Reference, RelationDef, RelationField,
+        Cascade, Collection, ManyToMany, ManyToOne, OneToMany, Reference, RelationDef,
+        RelationField,
     };
 
     /// Names column `column` of `table` in an error from `ColumnType::decode`.

@@ -57,6 +57,8 @@ pub(crate) struct RelationshipAttr {
     pub cascade: Option<Cascade>,
     /// `via = "user_id"`: the foreign-key column, when several reference the other table.
     pub via: Option<LitStr>,
+    /// `secondary = PostTag`: the association table of a many-to-many relationship.
+    pub secondary: Option<syn::Type>,
 }
 
 /// The cascades of a relationship, SQLAlchemy's `cascade="..."`.
@@ -140,7 +142,7 @@ pub(crate) struct ForeignKeyRef {
 
 const STRUCT_KEYS: &str = "`table`, `primary_key(...)` or `crate`";
 const FIELD_KEYS: &str = "`primary_key`, `column`, `version`, `foreign_key` or `relationship(...)`";
-const RELATIONSHIP_KEYS: &str = "`back_populates`, `cascade` or `via`";
+const RELATIONSHIP_KEYS: &str = "`back_populates`, `cascade`, `via` or `secondary`";
 
 /// Reads the `#[mapped(...)]` attributes of the struct.
 pub(crate) fn struct_attrs(attrs: &[Attribute], errors: &mut Errors) -> StructAttrs {
@@ -280,6 +282,15 @@ fn relationship(meta: &ParseNestedMeta<'_>) -> syn::Result<RelationshipAttr> {
             "via" => {
                 let lit = non_empty(string(&inner, "via = \"user_id\"")?, "column name")?;
                 set_once(&mut out.via, lit, &inner, &key)
+            }
+            "secondary" => {
+                let ty: syn::Type = inner.value()?.parse().map_err(|e| {
+                    syn::Error::new(
+                        e.span(),
+                        "expected the association table's struct: `secondary = PostTag`",
+                    )
+                })?;
+                set_once(&mut out.secondary, ty, &inner, &key)
             }
             _ => Err(inner.error(format!(
                 "unknown relationship attribute `{key}`; expected {RELATIONSHIP_KEYS}"

@@ -34,11 +34,24 @@ fn relations(model: &Model, errors: &mut Errors) {
                 ),
             );
         }
-        if let (RelationKind::ManyToOne, Some(span)) = (rel.kind, rel.cascade.orphan_span) {
-            errors.at(
+        match (rel.kind, rel.cascade.orphan_span) {
+            (RelationKind::ManyToOne, Some(span)) => errors.at(
                 span,
                 "`delete-orphan` applies to a one-to-many relationship (`Collection<T>`): \
                  declare it on the parent's collection",
+            ),
+            (RelationKind::ManyToMany, Some(span)) => errors.at(
+                span,
+                "`delete-orphan` does not apply to a many-to-many relationship: a child may \
+                 have several parents; use `delete` to delete the children with the parent",
+            ),
+            _ => {}
+        }
+        if let (RelationKind::ManyToOne, Some(secondary)) = (rel.kind, &rel.secondary) {
+            errors.spanned(
+                secondary,
+                "`secondary` makes a many-to-many relationship, whose field is a \
+                 `Collection<T>`, not a `Reference<T>`",
             );
         }
         if let (RelationKind::ManyToOne, Some(via)) = (rel.kind, &rel.via) {

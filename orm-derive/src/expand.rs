@@ -423,8 +423,8 @@ impl Gen<'_> {
 }
 
 impl Gen<'_> {
-    /// One `pub const field: OneToMany<Struct, Child>` (or `ManyToOne<Struct, Parent>`) per
-    /// relationship field.
+    /// One `pub const field: OneToMany<Struct, Child>` (or `ManyToOne<Struct, Parent>`, or
+    /// `ManyToMany<Struct, Other>`) per relationship field.
     fn relation_consts(&self) -> Vec<TokenStream> {
         let p = self.p;
         let m = self.model;
@@ -452,7 +452,17 @@ impl Gen<'_> {
                         quote!(Collection<#owner>),
                         format!(" Many-to-one relationship `{}.{name}`.", m.ident),
                     ),
+                    RelationKind::ManyToMany => (
+                        quote!(ManyToMany),
+                        quote!(Collection<#owner>),
+                        format!(" Many-to-many relationship `{}.{name}`.", m.ident),
+                    ),
                 };
+                // The association table's metadata, for a many-to-many relationship.
+                let secondary = r
+                    .secondary
+                    .as_ref()
+                    .map(|s| quote!(<#s as #p::Mapped>::TABLE,));
                 // The mirror field is named, so a typo or a field of the wrong type is a
                 // compile error here.
                 let back = match &r.back_populates {
@@ -477,6 +487,7 @@ impl Gen<'_> {
                             },
                             via: #via,
                         },
+                        #secondary
                         |__r: &#owner| &__r.#ident,
                         |__r: &mut #owner| &mut __r.#ident,
                         #back,

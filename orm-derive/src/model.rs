@@ -29,7 +29,8 @@ pub(crate) struct Model {
     pub relations: Vec<Relation>,
 }
 
-/// A relationship field: `Collection<T>` (one-to-many) or `Reference<T>` (many-to-one).
+/// A relationship field: `Collection<T>` (one-to-many, or many-to-many with `secondary`) or
+/// `Reference<T>` (many-to-one).
 pub(crate) struct Relation {
     /// The field name.
     pub ident: Ident,
@@ -37,8 +38,11 @@ pub(crate) struct Relation {
     pub vis: Visibility,
     /// The field's type.
     pub ty: Type,
-    /// One-to-many or many-to-one.
+    /// One-to-many, many-to-one or many-to-many.
     pub kind: RelationKind,
+    /// The association table's struct (many-to-many), or a `secondary` given to a
+    /// `Reference<T>` (an error).
+    pub secondary: Option<Type>,
     /// The related struct.
     pub target: Type,
     /// The field of the related struct that mirrors this one.
@@ -61,6 +65,9 @@ pub(crate) enum RelationKind {
     OneToMany,
     /// `Reference<T>`: this row references a row of `T`.
     ManyToOne,
+    /// `Collection<T>` with `secondary`: rows of an association table link this row and rows
+    /// of `T`.
+    ManyToMany,
 }
 
 /// A primary key declared on the struct.
@@ -261,10 +268,15 @@ impl Relation {
             .flatten()
             .chain(attrs.column.as_ref().map(LitStr::span))
             .collect();
+        let kind = match (kind, &rel.secondary) {
+            (RelationKind::OneToMany, Some(_)) => RelationKind::ManyToMany,
+            (kind, _) => kind,
+        };
         Some(Relation {
             vis: f.vis.clone(),
             ty: f.ty.clone(),
             kind,
+            secondary: rel.secondary,
             target,
             back_populates: rel
                 .back_populates

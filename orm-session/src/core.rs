@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::identity_map::{AnyStore, Store};
 use crate::object::{Obj, ObjData, SessionLink};
 use crate::query::Synchronize;
+use crate::relation::many::{Cleanup, Link};
 use crate::relation::relations_of;
 use crate::session::Shared;
 use crate::sessionmaker::SessionOptions;
@@ -40,6 +41,11 @@ pub(crate) struct Core {
     pub(crate) types: Vec<TypeId>,
     /// Children removed from `delete-orphan` collections since the last flush.
     pub(crate) orphans: Vec<Box<dyn Orphan>>,
+    /// Association rows to insert or delete at the next flush.
+    pub(crate) links: Vec<Link>,
+    /// During a flush: association rows of deleted objects, per association table and
+    /// foreign key.
+    pub(crate) link_cleanup: Vec<Cleanup>,
 }
 
 /// `table.pk1 = $1 AND table.pk2 = $2`
@@ -105,6 +111,8 @@ impl Core {
             stores: Vec::new(),
             types: Vec::new(),
             orphans: Vec::new(),
+            links: Vec::new(),
+            link_cleanup: Vec::new(),
         }
     }
 
@@ -134,9 +142,13 @@ impl Core {
         // detached. Expiry state is kept: the old link's epoch no longer moves.
         self.link.detached.store(true, Ordering::Release);
         self.link = SessionLink::new(self.id, self.shared.clone());
+        for i in 0..self.stores.len() {
+            self.stores[i].ops().release(self);
+        }
         self.stores.clear();
         self.types.clear();
         self.orphans.clear();
+        self.links.clear();
     }
 
     /// Adds `obj`, and what its relationships reach (save-update cascade).

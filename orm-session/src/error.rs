@@ -217,6 +217,31 @@ pub enum Error {
         /// The table.
         table: &'static str,
     },
+    /// An association row of a many-to-many relationship names an object that has no row:
+    /// it was never added to the session (the relationship has no save-update cascade).
+    #[error(
+        "relationship `{relationship}`: an object of table `{table}` is not in the session, so \
+         its row of the association table `{secondary}` cannot be written; add it to the \
+         session, or declare the relationship with the save-update cascade"
+    )]
+    UnsavedRelated {
+        /// `table.field` of the relationship.
+        relationship: String,
+        /// The table of the object without a row.
+        table: &'static str,
+        /// The association table.
+        secondary: &'static str,
+    },
+    /// A many-to-many collection of an object that has a row but no session was changed:
+    /// there is no session to record the association row in.
+    #[error(
+        "relationship `{relationship}`: the object is detached, so a change to its \
+         many-to-many collection could not be saved; add or merge it into a session first"
+    )]
+    DetachedCollection {
+        /// `table.field` of the relationship.
+        relationship: String,
+    },
     /// Tables that reference each other in a cycle both have rows to insert or delete in one
     /// flush; no statement order satisfies their foreign keys. Flush them separately.
     #[error("tables {tables:?} reference each other through foreign keys in a cycle, and one flush has rows of several of them to insert or delete; flush them separately")]

@@ -15,7 +15,7 @@
 //! - `identity_map`: per-type identity map and unit-of-work lists.
 //! - `unit_of_work`: flush ordering (`plan`) and batched statements (`execute`).
 //! - `query`: [`Query`].
-//! - `relation`: relationships ([`Collection`], [`Reference`], [`OneToMany`], [`ManyToOne`]):
+//! - `relation`: relationships ([`Collection`], [`Reference`], [`OneToMany`], [`ManyToOne`], [`ManyToMany`]):
 //!   cascades, foreign keys filled in at flush, lazy and `selectin` loading.
 //! - `raw`: [`Session::execute`], raw SQL in the session's transaction.
 //! - `scoped`: [`ScopedSession`], one session per thread (SQLAlchemy's `scoped_session`).
@@ -40,8 +40,8 @@ pub use error::{Error, Result};
 pub use object::{Obj, ObjRef};
 pub use query::{ColumnQuery, ObjHandles, Query, QueryIter, Synchronize};
 pub use relation::{
-    selectin, Cascade, Collection, LoadOption, ManyToOne, OneToMany, Reference, Related,
-    RelationDef, RelationEntry, RelationField, SelectIn,
+    selectin, Cascade, Collection, LoadOption, ManyToMany, ManyToOne, OneToMany, Reference,
+    Related, RelationDef, RelationEntry, RelationField, SelectIn, ToMany,
 };
 pub use scoped::{CurrentSession, ScopedSession, SessionInUse};
 pub use session::{NestedTransaction, Session};

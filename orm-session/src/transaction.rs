@@ -119,7 +119,10 @@ impl Core {
 
     pub(crate) fn flush(&mut self) -> Result<()> {
         self.check_usable()?;
-        if self.orphans.is_empty() && !self.stores.iter().any(|s| s.has_changes()) {
+        if self.orphans.is_empty()
+            && self.links.is_empty()
+            && !self.stores.iter().any(|s| s.has_changes())
+        {
             return Ok(());
         }
         let conn = self.connection()?;
@@ -167,6 +170,7 @@ impl Core {
     fn rollback_stores_to(&mut self, marks: &HashMap<TypeId, Mark>) {
         // Removals from collections are undone with everything else (the parents reload).
         self.orphans.clear();
+        self.links.clear();
         for (ty, store) in self.types.iter().zip(self.stores.iter_mut()) {
             store.rollback_to(marks.get(ty).copied().unwrap_or_default());
         }

@@ -10,6 +10,7 @@ mod bulk;
 mod engine;
 mod golden;
 mod hostile;
+mod many_to_many;
 mod models;
 mod query;
 mod raw_sql;

@@ -6,10 +6,14 @@ use std::sync::Arc;
 
 use orm_core::model::Mapped;
 
+use orm_core::value::Value;
+
+use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::object::Obj;
 use crate::relation::{
-    check_nullable, fk_key, same, set_fk, InMemory::Known, ManyToOne, OneToMany, Target,
+    check_nullable, fk_key, same, set_fk, Collection, InMemory::Known, ManyToMany, ManyToOne,
+    OneToMany, Target,
 };
 use crate::session::Shared;
 
@@ -26,17 +30,88 @@ mod sealed {
     pub trait Sealed {}
     impl<P, C> Sealed for super::OneToMany<P, C> {}
     impl<C, P> Sealed for super::ManyToOne<C, P> {}
+    impl<P, C> Sealed for super::ManyToMany<P, C> {}
 }
 
-impl<P: Mapped, C: Mapped> Related<P> for OneToMany<P, C> {
-    type Output = Vec<Obj<C>>;
-
-    fn read(self, obj: &Obj<P>) -> Result<Vec<Obj<C>>> {
-        obj.ensure_loaded(&self)?;
-        let d = obj.read_data()?;
-        Ok((self.get)(&d.value).loaded().unwrap_or_default().to_vec())
-    }
+/// A relationship of `P` to a collection of children: one-to-many ([`OneToMany`]) or
+/// many-to-many ([`ManyToMany`]). [`Obj::append`] and [`Obj::remove`] take one.
+pub trait ToMany<P: Mapped>: Copy + sealed::Sealed {
+    /// The type of the children.
+    type Child: Mapped;
+    #[doc(hidden)]
+    fn collection<'a>(&self, value: &'a P) -> &'a Collection<Self::Child>;
+    #[doc(hidden)]
+    fn collection_mut<'a>(&self, value: &'a mut P) -> &'a mut Collection<Self::Child>;
+    /// The children of the parents with `keys`, each with its parent's key.
+    #[doc(hidden)]
+    #[allow(private_interfaces, clippy::type_complexity)]
+    fn fetch(
+        &self,
+        core: &mut Core,
+        keys: Vec<Vec<Value>>,
+    ) -> Result<Vec<(P::Key, Obj<Self::Child>)>>;
+    /// `children` were just loaded into `parent`'s collection.
+    #[doc(hidden)]
+    fn after_load(&self, parent: &Obj<P>, children: &[Obj<Self::Child>]);
+    #[doc(hidden)]
+    fn append_to(self, parent: &Obj<P>, child: &Obj<Self::Child>) -> Result<()>;
+    #[doc(hidden)]
+    fn remove_from(self, parent: &Obj<P>, child: &Obj<Self::Child>) -> Result<bool>;
 }
+
+macro_rules! to_many {
+    ($handle:ident, $append:ident, $remove:ident, $after_load:expr) => {
+        impl<P: Mapped, C: Mapped> ToMany<P> for $handle<P, C> {
+            type Child = C;
+            fn collection<'a>(&self, value: &'a P) -> &'a Collection<C> {
+                (self.get)(value)
+            }
+            fn collection_mut<'a>(&self, value: &'a mut P) -> &'a mut Collection<C> {
+                (self.get_mut)(value)
+            }
+            #[allow(private_interfaces)]
+            fn fetch(
+                &self,
+                core: &mut Core,
+                keys: Vec<Vec<Value>>,
+            ) -> Result<Vec<(P::Key, Obj<C>)>> {
+                $handle::fetch(self, core, keys)
+            }
+            fn after_load(&self, parent: &Obj<P>, children: &[Obj<C>]) {
+                let after_load: fn(&Self, &Obj<P>, &[Obj<C>]) = $after_load;
+                after_load(self, parent, children)
+            }
+            fn append_to(self, parent: &Obj<P>, child: &Obj<C>) -> Result<()> {
+                parent.$append(self, child)
+            }
+            fn remove_from(self, parent: &Obj<P>, child: &Obj<C>) -> Result<bool> {
+                parent.$remove(self, child)
+            }
+        }
+
+        impl<P: Mapped, C: Mapped> Related<P> for $handle<P, C> {
+            type Output = Vec<Obj<C>>;
+
+            fn read(self, obj: &Obj<P>) -> Result<Vec<Obj<C>>> {
+                obj.ensure_loaded(&self)?;
+                let d = obj.read_data()?;
+                Ok((self.get)(&d.value).loaded().unwrap_or_default().to_vec())
+            }
+        }
+    };
+}
+to_many!(
+    OneToMany,
+    append_one_to_many,
+    remove_one_to_many,
+    OneToMany::after_load
+);
+to_many!(
+    ManyToMany,
+    append_many_to_many,
+    remove_many_to_many,
+    |_, _, _| {}
+);
 
 impl<C: Mapped, P: Mapped> Related<C> for ManyToOne<C, P> {
     type Output = Option<Obj<P>>;
@@ -90,15 +165,15 @@ impl<T: Mapped> Obj<T> {
 
     /// Loads the collection `rel` if it is not loaded (an object without a row has an empty
     /// one).
-    fn ensure_loaded<C: Mapped>(&self, rel: &OneToMany<T, C>) -> Result<()> {
+    fn ensure_loaded<R: ToMany<T>>(&self, rel: &R) -> Result<()> {
         self.load()?;
         {
             let mut d = self.write()?;
-            if (rel.get)(&d.value).is_loaded() {
+            if rel.collection(&d.value).is_loaded() {
                 return Ok(());
             }
             if !d.identity {
-                (rel.get_mut)(&mut d.value).items = Some(Vec::new());
+                rel.collection_mut(&mut d.value).items = Some(Vec::new());
                 return Ok(());
             }
         }
@@ -110,16 +185,42 @@ impl<T: Mapped> Obj<T> {
     }
 
     /// Appends `child` to the collection `rel` (loading it first if needed), and keeps the
-    /// other side in step: the child's reference points here, it leaves its previous parent's
-    /// loaded collection, and its foreign key takes this object's key (at flush, when this
-    /// object has none yet). If this object is in a session, the child joins it (save-update
+    /// other side in step. If this object is in a session, the child joins it (save-update
     /// cascade). Returns the child's handle.
-    pub fn append<C: Mapped>(
+    ///
+    /// One-to-many: the child's reference points here, it leaves its previous parent's
+    /// loaded collection, and its foreign key takes this object's key (at flush, when this
+    /// object has none yet).
+    ///
+    /// Many-to-many: the child's collection on the other side (if loaded) gains this object,
+    /// and the flush inserts the association row. Errors with [`Error::DetachedCollection`]
+    /// when this object has a row but no session to record the change in.
+    pub fn append<R: ToMany<T>>(
         &self,
-        rel: OneToMany<T, C>,
-        child: impl Into<Obj<C>>,
-    ) -> Result<Obj<C>> {
+        rel: R,
+        child: impl Into<Obj<R::Child>>,
+    ) -> Result<Obj<R::Child>> {
         let child = child.into();
+        rel.append_to(self, &child)?;
+        Ok(child)
+    }
+
+    /// Removes `child` from the collection `rel` (loading it first if needed); returns
+    /// whether it was in it.
+    ///
+    /// One-to-many: the child's reference is cleared and its foreign key set to NULL; with
+    /// `delete-orphan` it is deleted at the next flush instead (unless appended to a parent
+    /// again before). Errors with [`Error::NotNullForeignKey`], changing nothing, when the
+    /// foreign key is NOT NULL and the relationship has no `delete-orphan` cascade.
+    ///
+    /// Many-to-many: the child leaves the other side's loaded collection, and the flush
+    /// deletes the association row (the child stays).
+    pub fn remove<R: ToMany<T>>(&self, rel: R, child: &Obj<R::Child>) -> Result<bool> {
+        rel.remove_from(self, child)
+    }
+
+    fn append_one_to_many<C: Mapped>(&self, rel: OneToMany<T, C>, child: &Obj<C>) -> Result<()> {
+        let child = child.clone();
         if same(self, &child) {
             return Err(Error::CircularRows {
                 table: T::TABLE.name,
@@ -130,7 +231,7 @@ impl<T: Mapped> Obj<T> {
             let mut d = self.write()?;
             let collection = (rel.get_mut)(&mut d.value);
             if collection.contains(&child) {
-                return Ok(child);
+                return Ok(());
             }
             collection
                 .items
@@ -157,17 +258,10 @@ impl<T: Mapped> Obj<T> {
                 core.add(&child)?;
             }
         }
-        Ok(child)
+        Ok(())
     }
 
-    /// Removes `child` from the collection `rel` (loading it first if needed). Its reference
-    /// is cleared and its foreign key set to NULL; with `delete-orphan` it is deleted at the
-    /// next flush instead (unless appended to a parent again before). Returns whether it was
-    /// in the collection.
-    ///
-    /// Errors with [`Error::NotNullForeignKey`], changing nothing, when the foreign key is
-    /// NOT NULL and the relationship has no `delete-orphan` cascade.
-    pub fn remove<C: Mapped>(&self, rel: OneToMany<T, C>, child: &Obj<C>) -> Result<bool> {
+    fn remove_one_to_many<C: Mapped>(&self, rel: OneToMany<T, C>, child: &Obj<C>) -> Result<bool> {
         let fk = rel.fk()?;
         let orphan = rel.def.cascade.delete_orphan;
         if !orphan {
@@ -204,6 +298,68 @@ impl<T: Mapped> Obj<T> {
             if orphan {
                 core.note_orphan(child);
             }
+        }
+        Ok(true)
+    }
+
+    /// The session to record a many-to-many change of this object in: `None` for an object
+    /// without a row (its links are recorded when it is added); an error for a detached one.
+    fn link_session<C: Mapped>(&self, rel: &ManyToMany<T, C>) -> Result<Option<Arc<Shared>>> {
+        match self.session() {
+            Some(shared) => Ok(Some(shared)),
+            None if self.read_data()?.identity => Err(Error::DetachedCollection {
+                relationship: format!("{}.{}", T::TABLE.name, rel.def.name),
+            }),
+            None => Ok(None),
+        }
+    }
+
+    fn append_many_to_many<C: Mapped>(&self, rel: ManyToMany<T, C>, child: &Obj<C>) -> Result<()> {
+        let session = self.link_session(&rel)?;
+        self.ensure_loaded(&rel)?;
+        {
+            let mut d = self.write()?;
+            let collection = (rel.get_mut)(&mut d.value);
+            if collection.contains(child) {
+                return Ok(());
+            }
+            collection
+                .items
+                .get_or_insert_with(Vec::new)
+                .push(child.clone());
+        }
+        rel.back_add(self, child)?;
+        if let Some(shared) = session {
+            let mut core = shared.core();
+            core.record_link(&rel, self, child, true)?;
+            if rel.def.cascade.save_update {
+                core.add(child)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_many_to_many<C: Mapped>(
+        &self,
+        rel: ManyToMany<T, C>,
+        child: &Obj<C>,
+    ) -> Result<bool> {
+        let session = self.link_session(&rel)?;
+        self.ensure_loaded(&rel)?;
+        {
+            let mut d = self.write()?;
+            let Some(items) = &mut (rel.get_mut)(&mut d.value).items else {
+                return Ok(false);
+            };
+            let before = items.len();
+            items.retain(|c| !c.ptr_eq(child));
+            if items.len() == before {
+                return Ok(false);
+            }
+        }
+        rel.back_remove(self, child)?;
+        if let Some(shared) = session {
+            shared.core().record_link(&rel, self, child, false)?;
         }
         Ok(true)
     }

@@ -13,14 +13,14 @@ use crate::core::Core;
 use crate::error::Result;
 use crate::object::Obj;
 use crate::relation::ops::holds;
-use crate::relation::{fk_key, InMemory, ManyToOne, OneToMany, Target};
+use crate::relation::{fk_key, InMemory, ManyToMany, ManyToOne, OneToMany, Target, ToMany};
 
 /// Most keys in one eager-loading statement (SQLite allows 32,766 parameters).
-const KEYS_PER_STATEMENT: usize = 30_000;
+pub(crate) const KEYS_PER_STATEMENT: usize = 30_000;
 
 /// `table.col IN (keys)` over the columns `columns` of `table`, for keys given as values in
 /// column order.
-fn in_keys(table: &'static Table, columns: &[usize], keys: Vec<Vec<Value>>) -> Expr {
+pub(crate) fn in_keys(table: &'static Table, columns: &[usize], keys: Vec<Vec<Value>>) -> Expr {
     let column = |c: usize| Expr::Column {
         table: table.name,
         column: table.columns[c].name,
@@ -52,7 +52,7 @@ fn in_keys(table: &'static Table, columns: &[usize], keys: Vec<Vec<Value>>) -> E
 }
 
 /// ORDER BY the primary key, so that collections come back in a stable order.
-fn by_key(table: &'static Table) -> Vec<OrderBy> {
+pub(crate) fn by_key(table: &'static Table) -> Vec<OrderBy> {
     table
         .primary_key
         .iter()
@@ -70,17 +70,16 @@ fn by_key(table: &'static Table) -> Vec<OrderBy> {
 impl Core {
     /// Loads the unloaded collections `rel` of `parents` that have rows, in one SELECT per
     /// 30,000 parents. `autoflush` first (not from inside a flush).
-    pub(crate) fn load_collections<P: Mapped, C: Mapped>(
+    pub(crate) fn load_collections<P: Mapped, R: ToMany<P>>(
         &mut self,
-        rel: &OneToMany<P, C>,
+        rel: &R,
         parents: &[Obj<P>],
         autoflush: bool,
     ) -> Result<()> {
-        let fk = rel.fk()?;
         let mut targets: Vec<(P::Key, Obj<P>)> = Vec::new();
         for parent in parents {
             let d = parent.read_data()?;
-            if d.identity && !(rel.get)(&d.value).is_loaded() {
+            if d.identity && !rel.collection(&d.value).is_loaded() {
                 if let Some(key) = d.value.key() {
                     targets.push((key, parent.clone()));
                 }
@@ -92,34 +91,17 @@ impl Core {
         if autoflush {
             self.autoflush()?;
         }
-        let mut groups: HashMap<P::Key, Vec<Obj<C>>> = HashMap::new();
+        let mut groups: HashMap<P::Key, Vec<Obj<R::Child>>> = HashMap::new();
         for chunk in targets.chunks(KEYS_PER_STATEMENT) {
-            let mut select = Select::of(C::TABLE);
             let keys = chunk.iter().map(|(k, _)| k.values()).collect();
-            select.filter = Some(in_keys(C::TABLE, fk.columns, keys));
-            select.order_by = by_key(C::TABLE);
-            for child in self.load::<C>(select)? {
-                let key = fk_key::<P, C>(&child.read_data()?.value, fk);
-                if let Some(key) = key {
-                    groups.entry(key).or_default().push(child);
-                }
+            for (key, child) in rel.fetch(self, keys)? {
+                groups.entry(key).or_default().push(child);
             }
         }
         for (key, parent) in targets {
             let children = groups.remove(&key).unwrap_or_default();
-            if let Some(back) = rel.back {
-                // The collection holds the children now: their references to it turn weak.
-                for child in &children {
-                    let mut d = child.lock_data();
-                    let slot = &mut back(&mut d.value).target;
-                    if let Target::Strong(p) = slot {
-                        if p.ptr_eq(&parent) {
-                            *slot = Target::Weak(parent.downgrade());
-                        }
-                    }
-                }
-            }
-            (rel.get_mut)(&mut parent.lock_data().value).items = Some(children);
+            rel.after_load(&parent, &children);
+            rel.collection_mut(&mut parent.lock_data().value).items = Some(children);
         }
         Ok(())
     }
@@ -195,6 +177,43 @@ impl Core {
     }
 }
 
+impl<P: Mapped, C: Mapped> OneToMany<P, C> {
+    /// `SELECT c.* FROM c WHERE c.fk IN (keys)`: the children of the parents with `keys`,
+    /// each with its parent's key.
+    pub(crate) fn fetch(
+        &self,
+        core: &mut Core,
+        keys: Vec<Vec<Value>>,
+    ) -> Result<Vec<(P::Key, Obj<C>)>> {
+        let fk = self.fk()?;
+        let mut select = Select::of(C::TABLE);
+        select.filter = Some(in_keys(C::TABLE, fk.columns, keys));
+        select.order_by = by_key(C::TABLE);
+        let mut out = Vec::new();
+        for child in core.load::<C>(select)? {
+            let key = fk_key::<P, C>(&child.read_data()?.value, fk);
+            if let Some(key) = key {
+                out.push((key, child));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The collection of `parent` holds `children` now: their references to it turn weak.
+    pub(crate) fn after_load(&self, parent: &Obj<P>, children: &[Obj<C>]) {
+        let Some(back) = self.back else { return };
+        for child in children {
+            let mut d = child.lock_data();
+            let slot = &mut back(&mut d.value).target;
+            if let Target::Strong(p) = slot {
+                if p.ptr_eq(parent) {
+                    *slot = Target::Weak(parent.downgrade());
+                }
+            }
+        }
+    }
+}
+
 /// Stores a loaded parent in the child's reference: strongly, unless the parent's loaded
 /// collection holds the child (then weakly, which avoids a reference cycle).
 fn remember_parent<C: Mapped, P: Mapped>(
@@ -258,6 +277,18 @@ impl<P: Mapped, C: Mapped> EagerLoad for Eager<OneToMany<P, C>, P> {
     }
 }
 
+impl<P: Mapped, C: Mapped> EagerLoad for Eager<ManyToMany<P, C>, P> {
+    fn collect(&mut self, obj: &dyn Any) {
+        if let Some(obj) = obj.downcast_ref::<Obj<P>>() {
+            self.objs.push(obj.clone());
+        }
+    }
+    fn run(&mut self, core: &mut Core) -> Result<()> {
+        let objs = std::mem::take(&mut self.objs);
+        core.load_collections(&self.rel, &objs, false)
+    }
+}
+
 impl<C: Mapped, P: Mapped> EagerLoad for Eager<ManyToOne<C, P>, C> {
     fn collect(&mut self, obj: &dyn Any) {
         if let Some(obj) = obj.downcast_ref::<Obj<C>>() {
@@ -308,9 +339,20 @@ mod sealed {
     pub trait Sealed {}
     impl<P, C> Sealed for super::OneToMany<P, C> {}
     impl<C, P> Sealed for super::ManyToOne<C, P> {}
+    impl<P, C> Sealed for super::ManyToMany<P, C> {}
 }
 
 impl<P: Mapped, C: Mapped> SelectIn<P> for OneToMany<P, C> {
+    #[allow(private_interfaces)]
+    fn eager(self) -> Box<dyn EagerLoad> {
+        Box::new(Eager {
+            rel: self,
+            objs: Vec::new(),
+        })
+    }
+}
+
+impl<P: Mapped, C: Mapped> SelectIn<P> for ManyToMany<P, C> {
     #[allow(private_interfaces)]
     fn eager(self) -> Box<dyn EagerLoad> {
         Box::new(Eager {

@@ -10,6 +10,7 @@
 
 mod access;
 pub(crate) mod load;
+pub(crate) mod many;
 pub(crate) mod ops;
 
 use std::fmt;
@@ -23,8 +24,9 @@ use crate::identity_map::Slot;
 use crate::object::{Obj, ObjData};
 use ops::RelationOps;
 
-pub use access::Related;
+pub use access::{Related, ToMany};
 pub use load::{selectin, LoadOption, SelectIn};
+pub use many::ManyToMany;
 
 /// Which operations on a parent reach the objects of a relationship (SQLAlchemy's `cascade`).
 ///
@@ -294,7 +296,11 @@ macro_rules! handle_common {
                     back,
                 }
             }
-
+        }
+        handle_common!($handle<$owner, $other>);
+    };
+    ($handle:ident<$owner:ident, $other:ident>) => {
+        impl<$owner: Mapped, $other: Mapped> $handle<$owner, $other> {
             /// The entry of `Mapped::RELATIONS` for this relationship. Used by the derive.
             #[doc(hidden)]
             pub const fn entry(&'static self) -> RelationEntry<$owner> {
@@ -328,6 +334,7 @@ macro_rules! handle_common {
 }
 handle_common!(OneToMany<P, C>, Collection, Reference);
 handle_common!(ManyToOne<C, P>, Reference, Collection);
+handle_common!(ManyToMany<P, C>);
 
 /// One relationship of `P`, as listed in `Mapped::RELATIONS`. Opaque.
 #[doc(hidden)]
@@ -344,23 +351,30 @@ pub(crate) fn relations_of<T: Mapped>() -> impl Iterator<Item = &'static dyn Rel
 }
 
 /// The foreign key of `child` that references `parent`'s primary key, for the relationship
-/// `owner.name`.
+/// `owner.name` (through the column `def.via` when given), other than `except`.
 pub(crate) fn foreign_key(
     child: &'static Table,
     parent: &'static Table,
     def: &RelationDef,
     owner: &'static Table,
+    except: Option<&'static ForeignKey>,
 ) -> Result<&'static ForeignKey> {
     let candidates: Vec<&'static ForeignKey> = child
         .foreign_keys
         .iter()
         .filter(|fk| fk.ref_table == parent.name)
+        .filter(|fk| except.is_none_or(|e| !std::ptr::eq(*fk, e)))
         .filter(|fk| {
             def.via
                 .is_none_or(|via| child.columns[fk.columns[0]].name == via)
         })
         .collect();
-    let relationship = || format!("{}.{}", owner.name, def.name);
+    let error = |found| Error::RelationshipForeignKey {
+        relationship: format!("{}.{}", owner.name, def.name),
+        child: child.name,
+        parent: parent.name,
+        found,
+    };
     match candidates[..] {
         [fk] => {
             let references_key = fk.ref_columns.len() == parent.primary_key.len()
@@ -372,20 +386,10 @@ pub(crate) fn foreign_key(
             if references_key {
                 Ok(fk)
             } else {
-                Err(Error::RelationshipForeignKey {
-                    relationship: relationship(),
-                    child: child.name,
-                    parent: parent.name,
-                    found: 0,
-                })
+                Err(error(0))
             }
         }
-        _ => Err(Error::RelationshipForeignKey {
-            relationship: relationship(),
-            child: child.name,
-            parent: parent.name,
-            found: candidates.len(),
-        }),
+        _ => Err(error(candidates.len())),
     }
 }
 

@@ -36,6 +36,9 @@ pub(crate) trait RelationOps<P: Mapped>: Send + Sync {
     fn same_table_edges(&self, d: &mut ObjData<P>, before: &mut Vec<usize>, after: &mut Vec<usize>);
     /// Forgets what is loaded (a copy made by `merge` must not share the source's objects).
     fn unload(&self, value: &mut P);
+    /// The session is letting go of the object: drops what would keep objects alive in a
+    /// cycle (many-to-many collections, which hold each other).
+    fn release(&self, _value: &mut P) {}
 }
 
 /// An object's address, to recognise it among others of its table.
@@ -45,7 +48,7 @@ pub(crate) fn addr<T>(obj: &Obj<T>) -> usize {
 
 impl<P: Mapped, C: Mapped> OneToMany<P, C> {
     pub(crate) fn fk(&self) -> Result<&'static orm_core::schema::ForeignKey> {
-        foreign_key(C::TABLE, P::TABLE, &self.def, P::TABLE)
+        foreign_key(C::TABLE, P::TABLE, &self.def, P::TABLE, None)
     }
 
     /// The loaded children of `obj` (none when not loaded).
@@ -202,7 +205,7 @@ impl<P: Mapped, C: Mapped> RelationOps<P> for OneToMany<P, C> {
 
 impl<C: Mapped, P: Mapped> ManyToOne<C, P> {
     pub(crate) fn fk(&self) -> Result<&'static orm_core::schema::ForeignKey> {
-        foreign_key(C::TABLE, P::TABLE, &self.def, C::TABLE)
+        foreign_key(C::TABLE, P::TABLE, &self.def, C::TABLE, None)
     }
 
     /// The parent in memory.

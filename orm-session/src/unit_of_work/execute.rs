@@ -38,7 +38,7 @@ use crate::object::{Obj, ObjData};
 use crate::state::Status;
 
 /// Column-wise arrays of `rows`, for `unnest`.
-fn arrays(types: &[SqlType], rows: Vec<Vec<Value>>) -> Vec<(SqlType, Vec<Value>)> {
+pub(crate) fn arrays(types: &[SqlType], rows: Vec<Vec<Value>>) -> Vec<(SqlType, Vec<Value>)> {
     let mut out: Vec<(SqlType, Vec<Value>)> = types
         .iter()
         .map(|&t| (t, Vec::with_capacity(rows.len())))

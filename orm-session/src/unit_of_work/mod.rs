@@ -2,7 +2,8 @@
 //!
 //! [`plan`] orders the tables by foreign-key dependency; [`execute`] builds the batched
 //! statements of one table. A flush runs INSERTs and UPDATEs parents-first, then DELETEs
-//! children-first, all on the session's transaction.
+//! children-first, all on the session's transaction; association rows of many-to-many
+//! relationships are written between the two.
 
 pub(crate) mod execute;
 pub(crate) mod plan;
@@ -17,6 +18,7 @@ use crate::identity_map::AnyStore;
 /// Runs the cascades, then every statement of a flush, in dependency order. Stops at the
 /// first error; the caller rolls the transaction back.
 pub(crate) fn run(core: &mut Core, conn: &Connection) -> Result<()> {
+    core.link_cleanup.clear();
     core.cascade_for_flush()?;
     let order = plan::order(&core.stores)?;
     for &i in &order {
@@ -31,6 +33,7 @@ pub(crate) fn run(core: &mut Core, conn: &Connection) -> Result<()> {
             .flush_updates(conn)
             .map_err(|e| in_table(core.stores[i].as_ref(), e))?;
     }
+    core.flush_links(conn)?;
     for &i in order.iter().rev() {
         core.stores[i]
             .flush_deletes(conn)

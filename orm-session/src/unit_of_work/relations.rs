@@ -26,6 +26,8 @@ pub(crate) trait TypeOps: Sync {
     fn insert(&self, core: &mut Core, conn: &Connection) -> Result<()>;
     /// Before the UPDATEs: foreign keys of changed objects from their parents.
     fn prepare_updates(&self, core: &mut Core) -> Result<()>;
+    /// The session lets go of its objects of this type: see `RelationOps::release`.
+    fn release(&self, core: &mut Core);
 }
 
 struct Ops<T>(PhantomData<fn() -> T>);
@@ -86,6 +88,21 @@ impl<T: Mapped> TypeOps for Ops<T> {
             }
         }
         Ok(())
+    }
+
+    fn release(&self, core: &mut Core) {
+        if T::RELATIONS.is_empty() {
+            return;
+        }
+        let store = core.store::<T>();
+        let mut objs = store.live();
+        objs.extend(store.new.iter().cloned());
+        for obj in objs {
+            let mut d = obj.lock_data();
+            for rel in relations_of::<T>() {
+                rel.release(&mut d.value);
+            }
+        }
     }
 }
 
