@@ -50,11 +50,11 @@ pub use orm_core::sql;
 pub use orm_core::value::{ColumnType, IntoValue, SqlType, Value};
 pub use orm_derive::Mapped;
 pub use orm_session::{
-    selectin, sessionmaker, Bind, Cascade, Collection, ColumnQuery, CurrentSession, Error,
-    FromSession, Info, JoinTransactionMode, LoadOption, ManyToMany, ManyToOne, NestedTransaction,
-    Obj, ObjHandles, ObjRef, ObjectState, OneToMany, Query, QueryIter, Reference, Related, Result,
-    ScopedSession, SelectIn, Session, SessionInUse, SessionMaker, SessionMakerBuilder,
-    SessionOptions, Synchronize, ToMany,
+    joined, selectin, sessionmaker, Bind, Cascade, Collection, ColumnQuery, CurrentSession, Error,
+    FromSession, Info, JoinTransactionMode, LoadOption, Loadable, ManyToMany, ManyToOne,
+    NestedTransaction, Obj, ObjHandles, ObjRef, ObjectState, OneToMany, Query, QueryIter,
+    Reference, Related, Result, ScopedSession, Session, SessionInUse, SessionMaker,
+    SessionMakerBuilder, SessionOptions, Synchronize, ToMany,
 };
 
 /// The core crate's error type (engine, dialects, decoding).
@@ -63,8 +63,8 @@ pub type CoreError = orm_core::error::Error;
 /// Everything a typical user of the ORM needs: `use orm::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        selectin, sessionmaker, Collection, Connection, Engine, Mapped, Metadata, Obj, ObjectState,
-        Reference, ScopedSession, Session, SessionMaker,
+        joined, selectin, sessionmaker, Collection, Connection, Engine, Mapped, Metadata, Obj,
+        ObjectState, Reference, ScopedSession, Session, SessionMaker,
     };
 }
 

@@ -40,8 +40,8 @@ pub use error::{Error, Result};
 pub use object::{Obj, ObjRef};
 pub use query::{ColumnQuery, ObjHandles, Query, QueryIter, Synchronize};
 pub use relation::{
-    selectin, Cascade, Collection, LoadOption, ManyToMany, ManyToOne, OneToMany, Reference,
-    Related, RelationDef, RelationEntry, RelationField, SelectIn, ToMany,
+    joined, selectin, Cascade, Collection, LoadOption, Loadable, ManyToMany, ManyToOne, OneToMany,
+    Reference, Related, RelationDef, RelationEntry, RelationField, ToMany,
 };
 pub use scoped::{CurrentSession, ScopedSession, SessionInUse};
 pub use session::{NestedTransaction, Session};

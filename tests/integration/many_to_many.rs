@@ -417,3 +417,44 @@ fn changes_that_cannot_be_saved_are_clear_errors() {
         Ok(())
     })
 }
+
+#[test]
+fn joined_loads_a_many_to_many_collection_through_the_association_table() {
+    for_each_db(|db| {
+        let f = factory(db);
+        let mut s = f.session();
+        let (rust, orm) = (tag("rust"), tag("orm"));
+        s.add(article("intro", vec![rust.clone(), orm.clone()]))?;
+        s.add(article("deep dive", vec![rust.clone()]))?;
+        s.add(article("untagged", vec![]))?;
+        s.commit()?;
+        s.close()?;
+
+        let mut s = f.session();
+        let (articles, sql) = capture(|| {
+            s.query::<Article>()
+                .options(joined(Article::tags))
+                .order_by(Article::title)
+                .all()
+                .expect("query")
+        });
+        assert_eq!(shape(&sql), ["SELECT articles"], "{sql:?}");
+        assert_eq!(articles.len(), 3);
+        let (tags, sql) = capture(|| {
+            articles
+                .iter()
+                .map(|a| names(&a.related(Article::tags).unwrap()))
+                .collect::<Vec<_>>()
+        });
+        assert!(shape(&sql).is_empty(), "{sql:?}");
+        assert_eq!(
+            tags,
+            [
+                vec!["rust".to_owned()],
+                vec!["orm".to_owned(), "rust".to_owned()],
+                vec![]
+            ]
+        );
+        Ok(())
+    })
+}

@@ -727,3 +727,138 @@ fn tables_referencing_each_other_cannot_be_inserted_in_one_flush() {
         Ok(())
     })
 }
+
+#[test]
+fn joined_loads_a_relationship_in_the_query_itself() {
+    for_each_db(|db| {
+        let f = factory(db);
+        let mut s = f.session();
+        for i in 0..100 {
+            let orders = (0..i % 4).map(|j| order(&format!("o{j}"), &[])).collect();
+            s.add(customer(&format!("c{i:03}"), orders))?;
+        }
+        s.commit()?;
+        s.close()?;
+
+        // One statement; each customer once, though its orders repeat its row; customers
+        // without orders have empty collections.
+        let mut s = f.session();
+        let (customers, sql) = capture(|| {
+            s.query::<Customer>()
+                .options(joined(Customer::orders))
+                .order_by(Customer::name)
+                .all()
+                .expect("query")
+        });
+        assert_eq!(shape(&sql), strings(&["SELECT customers"]), "{sql:?}");
+        assert!(sql[sql.len() - 1].contains("LEFT OUTER JOIN"), "{sql:?}");
+        assert_eq!(customers.len(), 100);
+        let names: Vec<String> = customers
+            .iter()
+            .map(|c| c.read().unwrap().name.clone())
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted, "the query's order is kept");
+        let (counts, sql) = capture(|| {
+            customers
+                .iter()
+                .map(|c| c.related(Customer::orders).expect("loaded").len())
+                .collect::<Vec<usize>>()
+        });
+        assert!(without_transaction_control(&sql).is_empty(), "{sql:?}");
+        assert_eq!(counts, (0..100).map(|i| i % 4).collect::<Vec<usize>>());
+        let orders = customers[3].related(Customer::orders)?;
+        let items: Vec<String> = orders
+            .iter()
+            .map(|o| o.read().unwrap().item.clone())
+            .collect();
+        assert_eq!(items, ["o0", "o1", "o2"], "children in key order");
+        assert!(orders[0]
+            .related(Order::customer)?
+            .is_some_and(|c| c.ptr_eq(&customers[3])));
+
+        // A reference: one statement too.
+        s.close()?;
+        let mut s = f.session();
+        let (orders, sql) = capture(|| {
+            s.query::<Order>()
+                .options(joined(Order::customer))
+                .all()
+                .expect("query")
+        });
+        assert_eq!(shape(&sql), strings(&["SELECT orders"]), "{sql:?}");
+        assert_eq!(orders.len(), 150);
+        let (ok, sql) = capture(|| {
+            orders
+                .iter()
+                .all(|o| o.related(Order::customer).unwrap().is_some())
+        });
+        assert!(ok);
+        assert!(without_transaction_control(&sql).is_empty(), "{sql:?}");
+
+        // Under a LIMIT a joined collection would skew the count: it loads with selectin.
+        s.close()?;
+        let mut s = f.session();
+        let (first, sql) = capture(|| {
+            s.query::<Customer>()
+                .options(joined(Customer::orders))
+                .filter(Customer::name.eq("c003"))
+                .first()
+                .expect("query")
+                .expect("c003")
+        });
+        assert_eq!(
+            shape(&sql),
+            strings(&["SELECT customers", "SELECT orders"]),
+            "{sql:?}"
+        );
+        assert_eq!(first.read()?.orders.loaded().map(<[_]>::len), Some(3));
+
+        // One table twice: the joined copy goes by an alias.
+        s.close()?;
+        let mut s = f.session();
+        s.add(node(
+            "root",
+            vec![node("a", vec![node("a1", vec![])]), node("b", vec![])],
+        ))?;
+        s.commit()?;
+        s.close()?;
+        let mut s = f.session();
+        let (nodes, sql) = capture(|| {
+            s.query::<Node>()
+                .options(joined(Node::children))
+                .options(joined(Node::parent))
+                .all()
+                .expect("query")
+        });
+        assert_eq!(shape(&sql), strings(&["SELECT nodes"]), "{sql:?}");
+        assert_eq!(nodes.len(), 4);
+        let (shape_of_tree, sql) = capture(|| {
+            nodes
+                .iter()
+                .map(|n| {
+                    let d = n.read().unwrap();
+                    let parent = n
+                        .related(Node::parent)
+                        .unwrap()
+                        .map(|p| p.read().unwrap().name.clone());
+                    (d.name.clone(), d.children.loaded().unwrap().len(), parent)
+                })
+                .collect::<Vec<_>>()
+        });
+        assert!(without_transaction_control(&sql).is_empty(), "{sql:?}");
+        let mut shape_of_tree = shape_of_tree;
+        shape_of_tree.sort();
+        assert_eq!(
+            shape_of_tree,
+            [
+                ("a".to_owned(), 1, Some("root".to_owned())),
+                ("a1".to_owned(), 0, Some("a".to_owned())),
+                ("b".to_owned(), 0, Some("root".to_owned())),
+                ("root".to_owned(), 2, None),
+            ]
+        );
+        Ok(())
+    })
+}

@@ -130,6 +130,9 @@ pub enum Nulls {
 pub struct Join {
     /// The table joined.
     pub table: &'static Table,
+    /// The name the table goes by in the statement (`JOIN t AS alias`), when it may appear
+    /// twice.
+    pub alias: Option<&'static str>,
     /// LEFT OUTER JOIN instead of INNER JOIN.
     pub outer: bool,
     /// The ON condition.

@@ -291,6 +291,10 @@ impl Renderer {
                 " JOIN "
             });
             self.ident(j.table.name);
+            if let Some(alias) = j.alias {
+                self.sql.push_str(" AS ");
+                self.ident(alias);
+            }
             self.sql.push_str(" ON ");
             self.expr(&j.on);
         }

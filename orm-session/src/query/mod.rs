@@ -53,6 +53,7 @@ macro_rules! clauses {
 mod columns;
 mod entities;
 
+use std::collections::HashSet;
 use std::marker::PhantomData;
 
 use orm_core::expr::sources::{AllIn, HCons, InFrom, One, Outer};
@@ -201,7 +202,12 @@ impl<'s, E: Entities, F> Query<'s, E, F> {
             None => join_condition(&self.tables, table),
         };
         match on {
-            Ok(on) => self.select.joins.push(Join { table, outer, on }),
+            Ok(on) => self.select.joins.push(Join {
+                table,
+                alias: None,
+                outer,
+                on,
+            }),
             Err(e) => {
                 self.error.get_or_insert(e);
             }
@@ -260,28 +266,41 @@ impl<'s, E: Entities, F> Query<'s, E, F> {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
+        let mut eager = std::mem::take(&mut self.eager);
+        // Joined loads add to the statement; a joined collection repeats rows.
+        let mut repeats = false;
+        for (n, loader) in eager.iter_mut().enumerate() {
+            repeats |= loader.join(&mut self.select, n)?;
+        }
         let mut core = self.session.core();
         core.autoflush()?;
-        let mut eager = std::mem::take(&mut self.eager);
+        let mut seen: HashSet<Vec<usize>> = HashSet::new();
         let rows = core.load_with(self.select, |core, row| {
-            E::decode(
-                &mut Loader {
-                    core,
-                    eager: &mut eager,
-                },
-                row,
-            )
+            let mut loader = Loader {
+                core,
+                eager: &mut eager,
+                objects: Vec::new(),
+            };
+            let out = E::decode(&mut loader, row)?;
+            let objects = loader.objects;
+            for loader in eager.iter_mut() {
+                loader.decode_row(core, row)?;
+            }
+            // A row repeated by a joined collection comes back once.
+            Ok((!repeats || seen.insert(objects)).then_some(out))
         })?;
         for loader in &mut eager {
             loader.run(&mut core)?;
         }
-        Ok(rows)
+        Ok(rows.into_iter().flatten().collect())
     }
 
-    /// Loads a relationship of every `P` the query returns eagerly, with [`selectin`]: one
-    /// more SELECT in all rather than one lazy load per object.
+    /// Loads a relationship of every `P` the query returns eagerly, with [`selectin`] (one
+    /// more SELECT in all) or [`joined`] (a LEFT OUTER JOIN in this query), rather than one
+    /// lazy load per object.
     ///
     /// [`selectin`]: crate::selectin
+    /// [`joined`]: crate::joined
     pub fn options<P, I>(mut self, option: LoadOption<P>) -> Self
     where
         P: Mapped + InFrom<F, I>,

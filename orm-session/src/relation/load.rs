@@ -1,7 +1,10 @@
 //! Loading relationships: lazily on first access, or eagerly for every object a query
-//! returns (`selectin`: one more SELECT per relationship, whatever the number of parents).
+//! returns (`selectin`: one more SELECT per relationship, whatever the number of parents;
+//! `joined`: a LEFT OUTER JOIN in the query itself, see `eager`).
 
 use std::any::Any;
+
+use orm_core::engine::row::Row;
 use std::collections::HashMap;
 
 use orm_core::model::{Mapped, PrimaryKey};
@@ -12,6 +15,7 @@ use orm_core::value::Value;
 use crate::core::Core;
 use crate::error::Result;
 use crate::object::Obj;
+use crate::relation::eager::{CollectionLoader, ReferenceLoader};
 use crate::relation::ops::holds;
 use crate::relation::{fk_key, InMemory, ManyToMany, ManyToOne, OneToMany, Target, ToMany};
 
@@ -119,7 +123,7 @@ impl Core {
         };
         let parent = self.get::<P>(key)?;
         if let Some(parent) = &parent {
-            remember_parent(rel, child, parent)?;
+            remember_parent(rel, child, parent);
         }
         Ok(parent)
     }
@@ -170,7 +174,7 @@ impl Core {
         }
         for (key, child) in wanted {
             if let Some(Some(parent)) = found.get(&key) {
-                remember_parent(rel, child, parent)?;
+                remember_parent(rel, child, parent);
             }
         }
         Ok(())
@@ -216,11 +220,11 @@ impl<P: Mapped, C: Mapped> OneToMany<P, C> {
 
 /// Stores a loaded parent in the child's reference: strongly, unless the parent's loaded
 /// collection holds the child (then weakly, which avoids a reference cycle).
-fn remember_parent<C: Mapped, P: Mapped>(
+pub(crate) fn remember_parent<C: Mapped, P: Mapped>(
     rel: &ManyToOne<C, P>,
     child: &Obj<C>,
     parent: &Obj<P>,
-) -> Result<()> {
+) {
     let held_by_parent = match rel.back {
         Some(back) if !crate::relation::same(child, parent) => {
             holds(back, &mut parent.lock_data(), child)
@@ -236,7 +240,6 @@ fn remember_parent<C: Mapped, P: Mapped>(
             Target::Strong(parent.clone())
         };
     }
-    Ok(())
 }
 
 /// An eager-loading option for [`Query::options`](crate::Query::options): load a relationship
@@ -254,51 +257,21 @@ impl<P> std::fmt::Debug for LoadOption<P> {
 
 /// Collects the objects a query returns, then loads one relationship of all of them.
 pub(crate) trait EagerLoad: Send {
+    /// Before the query runs: a joined loader adds its LEFT OUTER JOINs and columns to
+    /// `select` (as the `n`th joined loader) and returns whether it repeats rows (a
+    /// collection). A select-in loader (or a joined collection under LIMIT or OFFSET, which
+    /// a JOIN would skew) leaves `select` alone.
+    fn join(&mut self, _select: &mut Select, _n: usize) -> Result<bool> {
+        Ok(false)
+    }
     /// Offered every object decoded (of any type); keeps those of its type.
     fn collect(&mut self, obj: &dyn Any);
+    /// After the entities of a row: a joined loader reads its columns.
+    fn decode_row(&mut self, _core: &mut Core, _row: &Row<'_>) -> orm_core::error::Result<()> {
+        Ok(())
+    }
     /// Loads the relationship of the objects collected.
     fn run(&mut self, core: &mut Core) -> Result<()>;
-}
-
-struct Eager<R, P> {
-    rel: R,
-    objs: Vec<Obj<P>>,
-}
-
-impl<P: Mapped, C: Mapped> EagerLoad for Eager<OneToMany<P, C>, P> {
-    fn collect(&mut self, obj: &dyn Any) {
-        if let Some(obj) = obj.downcast_ref::<Obj<P>>() {
-            self.objs.push(obj.clone());
-        }
-    }
-    fn run(&mut self, core: &mut Core) -> Result<()> {
-        let objs = std::mem::take(&mut self.objs);
-        core.load_collections(&self.rel, &objs, false)
-    }
-}
-
-impl<P: Mapped, C: Mapped> EagerLoad for Eager<ManyToMany<P, C>, P> {
-    fn collect(&mut self, obj: &dyn Any) {
-        if let Some(obj) = obj.downcast_ref::<Obj<P>>() {
-            self.objs.push(obj.clone());
-        }
-    }
-    fn run(&mut self, core: &mut Core) -> Result<()> {
-        let objs = std::mem::take(&mut self.objs);
-        core.load_collections(&self.rel, &objs, false)
-    }
-}
-
-impl<C: Mapped, P: Mapped> EagerLoad for Eager<ManyToOne<C, P>, C> {
-    fn collect(&mut self, obj: &dyn Any) {
-        if let Some(obj) = obj.downcast_ref::<Obj<C>>() {
-            self.objs.push(obj.clone());
-        }
-    }
-    fn run(&mut self, core: &mut Core) -> Result<()> {
-        let objs = std::mem::take(&mut self.objs);
-        core.load_references(&self.rel, &objs)
-    }
 }
 
 /// SQLAlchemy's `selectinload`: after the query, ONE more SELECT loads the relationship of
@@ -321,18 +294,51 @@ impl<C: Mapped, P: Mapped> EagerLoad for Eager<ManyToOne<C, P>, C> {
 /// assert!(authors.iter().all(|a| a.read().unwrap().books.is_loaded()));
 /// # Ok(()) }
 /// ```
-pub fn selectin<P: Mapped, R: SelectIn<P>>(rel: R) -> LoadOption<P> {
+pub fn selectin<P: Mapped, R: Loadable<P>>(rel: R) -> LoadOption<P> {
     LoadOption {
-        loader: rel.eager(),
+        loader: rel.loader(false),
         _owner: std::marker::PhantomData,
     }
 }
 
-/// A relationship of `P` that [`selectin`] can load.
-pub trait SelectIn<P>: sealed::Sealed {
+/// SQLAlchemy's `joinedload`: the query itself loads the relationship, with a LEFT OUTER JOIN
+/// of the related table (and of the association table, for a many-to-many one) and its
+/// columns beside the entities': ONE statement in all. Rows repeated by a collection's join
+/// come back once.
+///
+/// A LIMIT or OFFSET counts rows, which the JOIN of a collection repeats: a query with one
+/// (as `first` and `one` add) loads collections with [`selectin`] instead. References join
+/// in any query.
+///
+/// # Examples
+///
+/// ```
+/// # use orm::__doc::*;
+/// # fn main() -> Result<(), orm::Error> {
+/// # let (_engine, factory) = setup();
+/// let mut session = factory.session();
+/// for name in ["ed", "wendy"] {
+///     session.add(Author { id: None, name: name.into(), books: [Book::new("A"), Book::new("B")].into_iter().collect() })?;
+/// }
+/// session.commit()?;
+/// // One SELECT .. FROM authors LEFT OUTER JOIN books AS orm_j1 ..
+/// let authors = session.query::<Author>().options(joined(Author::books)).all()?;
+/// assert_eq!(authors.len(), 2); // each author once
+/// assert!(authors.iter().all(|a| a.read().unwrap().books.loaded().unwrap().len() == 2));
+/// # Ok(()) }
+/// ```
+pub fn joined<P: Mapped, R: Loadable<P>>(rel: R) -> LoadOption<P> {
+    LoadOption {
+        loader: rel.loader(true),
+        _owner: std::marker::PhantomData,
+    }
+}
+
+/// A relationship of `P` that [`selectin`] and [`joined`] can load.
+pub trait Loadable<P>: sealed::Sealed {
     #[doc(hidden)]
     #[allow(private_interfaces)]
-    fn eager(self) -> Box<dyn EagerLoad>;
+    fn loader(self, joined: bool) -> Box<dyn EagerLoad>;
 }
 
 mod sealed {
@@ -342,32 +348,23 @@ mod sealed {
     impl<P, C> Sealed for super::ManyToMany<P, C> {}
 }
 
-impl<P: Mapped, C: Mapped> SelectIn<P> for OneToMany<P, C> {
+impl<P: Mapped, C: Mapped> Loadable<P> for OneToMany<P, C> {
     #[allow(private_interfaces)]
-    fn eager(self) -> Box<dyn EagerLoad> {
-        Box::new(Eager {
-            rel: self,
-            objs: Vec::new(),
-        })
+    fn loader(self, joined: bool) -> Box<dyn EagerLoad> {
+        Box::new(CollectionLoader::new(self, joined))
     }
 }
 
-impl<P: Mapped, C: Mapped> SelectIn<P> for ManyToMany<P, C> {
+impl<P: Mapped, C: Mapped> Loadable<P> for ManyToMany<P, C> {
     #[allow(private_interfaces)]
-    fn eager(self) -> Box<dyn EagerLoad> {
-        Box::new(Eager {
-            rel: self,
-            objs: Vec::new(),
-        })
+    fn loader(self, joined: bool) -> Box<dyn EagerLoad> {
+        Box::new(CollectionLoader::new(self, joined))
     }
 }
 
-impl<C: Mapped, P: Mapped> SelectIn<C> for ManyToOne<C, P> {
+impl<C: Mapped, P: Mapped> Loadable<C> for ManyToOne<C, P> {
     #[allow(private_interfaces)]
-    fn eager(self) -> Box<dyn EagerLoad> {
-        Box::new(Eager {
-            rel: self,
-            objs: Vec::<Obj<C>>::new(),
-        })
+    fn loader(self, joined: bool) -> Box<dyn EagerLoad> {
+        Box::new(ReferenceLoader::new(self, joined))
     }
 }

@@ -94,6 +94,7 @@ impl<P: Mapped, C: Mapped> ManyToMany<P, C> {
             .extend(local.columns.iter().map(|&c| column(t, c)));
         select.joins.push(Join {
             table: t,
+            alias: None,
             outer: false,
             on: Expr::And(
                 remote

@@ -9,6 +9,7 @@
 //! exist only among objects that were never flushed; see ARCHITECTURE.md.
 
 mod access;
+mod eager;
 pub(crate) mod load;
 pub(crate) mod many;
 pub(crate) mod ops;
@@ -25,7 +26,7 @@ use crate::object::{Obj, ObjData};
 use ops::RelationOps;
 
 pub use access::{Related, ToMany};
-pub use load::{selectin, LoadOption, SelectIn};
+pub use load::{joined, selectin, LoadOption, Loadable};
 pub use many::ManyToMany;
 
 /// Which operations on a parent reach the objects of a relationship (SQLAlchemy's `cascade`).
