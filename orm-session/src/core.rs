@@ -48,6 +48,9 @@ pub(crate) struct Core {
     pub(crate) link_cleanup: Vec<Cleanup>,
 }
 
+/// The objects merged so far by one `merge`: the source's address, and its copy.
+pub(crate) type Merged = Vec<(usize, Box<dyn std::any::Any + Send>)>;
+
 /// `table.pk1 = $1 AND table.pk2 = $2`
 pub(crate) fn key_filter<T: Mapped>(key: &T::Key) -> Expr {
     let t = T::TABLE;
@@ -394,7 +397,38 @@ impl Core {
 
     /// SQLAlchemy's `merge`: copies the state of `source` onto the session's object with the
     /// same key (loaded when `load` and not held), or onto a new pending object; returns it.
+    /// Relationships with the merge cascade take the merged copies of the source's loaded
+    /// related objects.
     pub(crate) fn merge<T: Mapped>(&mut self, source: &Obj<T>, load: bool) -> Result<Obj<T>> {
+        self.merge_cascade(source, load, &mut Vec::new())
+    }
+
+    /// `merge`, remembering in `merged` the copy of every object merged (a graph may reach
+    /// an object twice).
+    pub(crate) fn merge_cascade<T: Mapped>(
+        &mut self,
+        source: &Obj<T>,
+        load: bool,
+        merged: &mut Merged,
+    ) -> Result<Obj<T>> {
+        let at = crate::relation::ops::addr(source);
+        if let Some((_, copy)) = merged.iter().find(|(a, _)| *a == at) {
+            if let Some(copy) = copy.downcast_ref::<Obj<T>>() {
+                return Ok(copy.clone());
+            }
+        }
+        let target = self.merge_one(source, load)?;
+        merged.push((at, Box::new(target.clone())));
+        if !target.ptr_eq(source) {
+            for rel in relations_of::<T>() {
+                rel.merge(source, &target, self, load, merged)?;
+            }
+        }
+        Ok(target)
+    }
+
+    /// `merge` of the object alone: its relationships are left unloaded.
+    fn merge_one<T: Mapped>(&mut self, source: &Obj<T>, load: bool) -> Result<Obj<T>> {
         if source.session_id() == Some(self.id) {
             return Ok(source.clone());
         }
@@ -415,7 +449,8 @@ impl Core {
                 unloaded,
             )
         };
-        // The copy shares no related objects with the source: its relationships reload.
+        // The copy shares no related objects with the source: the merge cascade fills in
+        // copies; relationships without it reload.
         let mut value = value;
         for rel in relations_of::<T>() {
             rel.unload(&mut value);

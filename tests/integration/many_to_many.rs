@@ -458,3 +458,45 @@ fn joined_loads_a_many_to_many_collection_through_the_association_table() {
         Ok(())
     })
 }
+
+#[test]
+fn merge_writes_the_association_rows_a_merged_collection_adds_and_removes() {
+    for_each_db(|db| {
+        let f = factory(db);
+        let mut s = f.session();
+        let (rust, orm, sql_tag) = (tag("rust"), tag("orm"), tag("sql"));
+        let a = s.add(article("intro", vec![rust.clone(), orm.clone()]))?;
+        s.add(sql_tag.clone())?;
+        s.commit()?;
+        let id = a.read()?.id;
+        s.close()?;
+
+        // The article as a client sent it back: its key, and the tags it has now.
+        let mut s = f.session();
+        let tags: Vec<Obj<Tag>> = s.query::<Tag>().order_by(Tag::name).all()?;
+        let by_name = |n: &str| {
+            tags.iter()
+                .find(|t| t.read().unwrap().name == n)
+                .cloned()
+                .unwrap()
+        };
+        let sent = Obj::new(Article {
+            id,
+            title: "intro".into(),
+            tags: [by_name("rust"), by_name("sql")].into_iter().collect(),
+        });
+        let copy = s.merge(&sent)?;
+        assert_eq!(names(&copy.related(Article::tags)?), ["rust", "sql"]);
+        let ((), sql) = capture(|| s.commit().expect("commit"));
+        assert_eq!(
+            shape(&sql),
+            ["DELETE article_tags", "INSERT article_tags"],
+            "{sql:?}"
+        );
+        assert_eq!(
+            pairs(db),
+            [("intro", "rust"), ("intro", "sql")].map(|(a, t)| (a.to_owned(), t.to_owned()))
+        );
+        Ok(())
+    })
+}

@@ -862,3 +862,57 @@ fn joined_loads_a_relationship_in_the_query_itself() {
         Ok(())
     })
 }
+
+#[test]
+fn merge_cascades_to_the_loaded_related_objects() {
+    for_each_db(|db| {
+        let f = factory(db);
+        let mut s = f.session();
+        let ed = s.add(customer("ed", vec![order("pen", &[1]), order("ink", &[])]))?;
+        s.commit()?;
+        let orders = ed.related(Customer::orders)?;
+        orders[0].related(Order::lines)?;
+        s.expunge(&ed)?;
+        s.close()?;
+
+        // Changed while detached: the order's item, and a new order.
+        orders[0].set(Order::item, "quill".to_owned())?;
+        ed.append(Customer::orders, order("pad", &[5]))?;
+
+        let mut s = f.session();
+        let (copy, merge_sql) = capture(|| s.merge(&ed).expect("merge"));
+        assert!(!copy.ptr_eq(&ed));
+        let copies = copy.related(Customer::orders)?;
+        assert_eq!(copies.len(), 3, "the merged copy holds the merged orders");
+        assert!(copies.iter().all(|o| o.session_id() == copy.session_id()));
+        assert!(copies
+            .iter()
+            .all(|o| !orders.iter().any(|src| src.ptr_eq(o))));
+        let (pen_copy, pad_copy) = (copies[0].clone(), copies[2].clone());
+        assert_eq!(pen_copy.read()?.item, "quill");
+        assert_eq!(pad_copy.state(), ObjectState::Pending);
+        assert!(pad_copy
+            .related(Order::customer)?
+            .is_some_and(|c| c.ptr_eq(&copy)));
+        // Two levels: the lines of the pen came along, pointing at the copies.
+        let lines = pen_copy.related(Order::lines)?;
+        assert_eq!(lines.len(), 1);
+        let ((), sql) = capture(|| s.commit().expect("commit"));
+        // Merging loads each object (autoflushing the changes merged so far); the commit
+        // writes the rest. Every change is written once.
+        let writes: Vec<String> = shape(&[merge_sql, sql].concat())
+            .into_iter()
+            .filter(|w| !w.starts_with("SELECT"))
+            .collect();
+        assert_eq!(
+            writes,
+            strings(&["UPDATE orders", "INSERT orders", "INSERT order_lines"]),
+        );
+        assert_eq!(count_rows(&db.engine(), "orders")?, 3);
+        assert_eq!(count_rows(&db.engine(), "order_lines")?, 2);
+        let conn = db.engine().connection()?;
+        let sql = format!("SELECT count(*) FROM orders WHERE item = {}", db.param(1));
+        assert_eq!(query_i64(&conn, &sql, &["quill".into()])?, 1);
+        Ok(())
+    })
+}

@@ -14,11 +14,11 @@ use orm_core::sql::ast::{
 };
 use orm_core::value::Value;
 
-use crate::core::Core;
+use crate::core::{Core, Merged};
 use crate::error::{Error, Result};
 use crate::object::{Obj, ObjData};
 use crate::relation::load::{by_key, in_keys};
-use crate::relation::ops::{addr, RelationOps};
+use crate::relation::ops::{addr, merged_collection, RelationOps};
 use crate::relation::{foreign_key, same, Collection, RelationDef};
 use crate::state::Status;
 use crate::unit_of_work::execute::arrays;
@@ -243,6 +243,44 @@ impl<P: Mapped, C: Mapped> RelationOps<P> for ManyToMany<P, C> {
 
     fn unload(&self, value: &mut P) {
         (self.get_mut)(value).items = None;
+    }
+
+    fn merge(
+        &self,
+        source: &Obj<P>,
+        target: &Obj<P>,
+        core: &mut Core,
+        load: bool,
+        merged: &mut Merged,
+    ) -> Result<()> {
+        let Some(children) =
+            merged_collection(self.def.cascade.merge, self.get, source, core, load, merged)?
+        else {
+            return Ok(());
+        };
+        // The copy's rows of the association table, to tell what the merge adds and removes.
+        // Without `load`, the source's collection is trusted as the database's.
+        if load {
+            core.load_collections(self, std::slice::from_ref(target), false)?;
+        }
+        let old = {
+            let d = target.lock_data();
+            if load || !d.identity {
+                self.children(&d)
+            } else {
+                children.clone()
+            }
+        };
+        for child in children.iter().filter(|c| !old.iter().any(|o| o.ptr_eq(c))) {
+            self.back_add(target, child)?;
+            core.record_link(self, target, child, true)?;
+        }
+        for child in old.iter().filter(|o| !children.iter().any(|c| c.ptr_eq(o))) {
+            self.back_remove(target, child)?;
+            core.record_link(self, target, child, false)?;
+        }
+        (self.get_mut)(&mut target.lock_data().value).items = Some(children);
+        Ok(())
     }
 
     fn release(&self, value: &mut P) {

@@ -7,7 +7,7 @@ use std::any::TypeId;
 
 use orm_core::model::Mapped;
 
-use crate::core::Core;
+use crate::core::{Core, Merged};
 use crate::error::{Error, Result};
 use crate::object::{Obj, ObjData};
 use crate::relation::{
@@ -36,6 +36,16 @@ pub(crate) trait RelationOps<P: Mapped>: Send + Sync {
     fn same_table_edges(&self, d: &mut ObjData<P>, before: &mut Vec<usize>, after: &mut Vec<usize>);
     /// Forgets what is loaded (a copy made by `merge` must not share the source's objects).
     fn unload(&self, value: &mut P);
+    /// Merge cascade: `target` (the merged copy of `source`) takes the merged copies of the
+    /// related objects loaded in `source`.
+    fn merge(
+        &self,
+        source: &Obj<P>,
+        target: &Obj<P>,
+        core: &mut Core,
+        load: bool,
+        merged: &mut Merged,
+    ) -> Result<()>;
     /// The session is letting go of the object: drops what would keep objects alive in a
     /// cycle (many-to-many collections, which hold each other).
     fn release(&self, _value: &mut P) {}
@@ -201,6 +211,88 @@ impl<P: Mapped, C: Mapped> RelationOps<P> for OneToMany<P, C> {
     fn unload(&self, value: &mut P) {
         (self.get_mut)(value).items = None;
     }
+
+    fn merge(
+        &self,
+        source: &Obj<P>,
+        target: &Obj<P>,
+        core: &mut Core,
+        load: bool,
+        merged: &mut Merged,
+    ) -> Result<()> {
+        let Some(children) = self.merged_children(source, core, load, merged)? else {
+            return Ok(());
+        };
+        let (key, has_row, old) = {
+            let d = target.lock_data();
+            (d.value.key(), d.identity, self.children(&d))
+        };
+        for child in &children {
+            if self.point_child(target, key.as_ref(), has_row, child, true)? {
+                core.queue_dirty(child);
+            }
+        }
+        // Children the copy held that the source does not: removed from the collection.
+        let fk = self.fk()?;
+        for child in old.iter().filter(|o| !children.iter().any(|c| c.ptr_eq(o))) {
+            if self.def.cascade.delete_orphan {
+                core.note_orphan(child);
+                continue;
+            }
+            let queue = {
+                let mut d = child.lock_data();
+                if let Some(back) = self.back {
+                    back(&mut d.value).target = Target::Empty;
+                }
+                set_fk::<P, C>(&mut d, fk, None)? && d.status == Status::Persistent && !d.queued
+            };
+            if queue {
+                core.queue_dirty(child);
+            }
+        }
+        (self.get_mut)(&mut target.lock_data().value).items = Some(children);
+        Ok(())
+    }
+}
+
+impl<P: Mapped, C: Mapped> OneToMany<P, C> {
+    /// The merged copies of the children loaded in `source`; `None` when the relationship
+    /// has no merge cascade or `source` has not loaded it.
+    fn merged_children(
+        &self,
+        source: &Obj<P>,
+        core: &mut Core,
+        load: bool,
+        merged: &mut Merged,
+    ) -> Result<Option<Vec<Obj<C>>>> {
+        merged_collection(self.def.cascade.merge, self.get, source, core, load, merged)
+    }
+}
+
+/// The merged copies of the objects of the collection `get` loaded in `source` (`None` when
+/// `cascade` is off or the collection is not loaded).
+pub(crate) fn merged_collection<P: Mapped, C: Mapped>(
+    cascade: bool,
+    get: fn(&P) -> &Collection<C>,
+    source: &Obj<P>,
+    core: &mut Core,
+    load: bool,
+    merged: &mut Merged,
+) -> Result<Option<Vec<Obj<C>>>> {
+    if !cascade {
+        return Ok(None);
+    }
+    let Some(children) = get(&source.read_data()?.value)
+        .loaded()
+        .map(<[Obj<C>]>::to_vec)
+    else {
+        return Ok(None);
+    };
+    let mut out = Vec::with_capacity(children.len());
+    for child in &children {
+        out.push(core.merge_cascade(child, load, merged)?);
+    }
+    Ok(Some(out))
 }
 
 impl<C: Mapped, P: Mapped> ManyToOne<C, P> {
@@ -309,6 +401,59 @@ impl<C: Mapped, P: Mapped> RelationOps<C> for ManyToOne<C, P> {
 
     fn unload(&self, value: &mut C) {
         (self.get_mut)(value).target = Target::Unloaded;
+    }
+
+    fn merge(
+        &self,
+        source: &Obj<C>,
+        target: &Obj<C>,
+        core: &mut Core,
+        load: bool,
+        merged: &mut Merged,
+    ) -> Result<()> {
+        if !self.def.cascade.merge {
+            return Ok(());
+        }
+        let parent = match &(self.get)(&source.read_data()?.value).target {
+            Target::Unloaded => return Ok(()),
+            Target::Empty => None,
+            loaded => match loaded.get() {
+                Some(parent) => Some(parent),
+                None => return Ok(()),
+            },
+        };
+        let parent = match parent {
+            Some(p) => Some(core.merge_cascade(&p, load, merged)?),
+            None => None,
+        };
+        let (key, held) = match &parent {
+            Some(p) if !same(p, target) => {
+                let mut pd = p.lock_data();
+                let held = pd.identity && self.back.is_some_and(|b| holds(b, &mut pd, target));
+                (pd.value.key(), held)
+            }
+            Some(p) => (p.lock_data().value.key(), false),
+            None => (None, false),
+        };
+        let queue = {
+            let mut d = target.lock_data();
+            (self.get_mut)(&mut d.value).target = match &parent {
+                None => Target::Empty,
+                Some(p) if held => Target::Weak(p.downgrade()),
+                Some(p) => Target::Strong(p.clone()),
+            };
+            let changed = match (&parent, &key) {
+                (None, _) => set_fk::<P, C>(&mut d, self.fk()?, None)?,
+                (Some(_), Some(key)) => set_fk::<P, C>(&mut d, self.fk()?, Some(key))?,
+                // The parent is new: the flush fills the key in.
+                (Some(_), None) => true,
+            };
+            changed && d.status == Status::Persistent && !d.queued
+        };
+        if queue {
+            core.queue_dirty(target);
+        }
+        Ok(())
     }
 }
 
