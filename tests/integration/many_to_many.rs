@@ -65,6 +65,34 @@ pub struct Follow {
     pub followed_id: i64,
 }
 
+/// A playlist whose songs go with it (delete cascade on a many-to-many relationship).
+#[derive(Mapped, Debug)]
+#[mapped(table = "playlists")]
+pub struct Playlist {
+    #[mapped(primary_key)]
+    pub id: Option<i64>,
+    pub name: String,
+    #[mapped(relationship(secondary = PlaylistSong, cascade = "all"))]
+    pub songs: Collection<Song>,
+}
+
+#[derive(Mapped, Debug)]
+#[mapped(table = "songs")]
+pub struct Song {
+    #[mapped(primary_key)]
+    pub id: Option<i64>,
+    pub title: String,
+}
+
+#[derive(Mapped, Debug)]
+#[mapped(table = "playlist_songs", primary_key(playlist_id, song_id))]
+pub struct PlaylistSong {
+    #[mapped(foreign_key = "playlists.id")]
+    pub playlist_id: i64,
+    #[mapped(foreign_key = "songs.id")]
+    pub song_id: i64,
+}
+
 fn article(title: &str, tags: Vec<Obj<Tag>>) -> Article {
     Article {
         id: None,
@@ -92,6 +120,9 @@ fn member(name: &str) -> Member {
 
 fn factory(db: &TestDb) -> SessionMaker {
     Metadata::of::<(Article, Tag, ArticleTag, Member, Follow)>()
+        .create_all(&db.engine())
+        .expect("create_all");
+    Metadata::of::<(Playlist, Song, PlaylistSong)>()
         .create_all(&db.engine())
         .expect("create_all");
     sessionmaker().bind(db.engine()).build()
@@ -497,6 +528,72 @@ fn merge_writes_the_association_rows_a_merged_collection_adds_and_removes() {
             pairs(db),
             [("intro", "rust"), ("intro", "sql")].map(|(a, t)| (a.to_owned(), t.to_owned()))
         );
+        Ok(())
+    })
+}
+
+#[test]
+fn a_delete_cascade_deletes_the_related_objects_after_their_association_rows() {
+    for_each_db(|db| {
+        let f = factory(db);
+        let mut s = f.session();
+        let songs = ["a", "b"].map(|t| Song {
+            id: None,
+            title: t.into(),
+        });
+        s.add(Playlist {
+            id: None,
+            name: "mix".into(),
+            songs: songs.into_iter().collect(),
+        })?;
+        s.commit()?;
+        s.close()?;
+
+        let mut s = f.session();
+        let mix = s.query::<Playlist>().one()?;
+        s.delete(&mix)?;
+        let ((), sql) = capture(|| s.commit().expect("commit"));
+        let verbs = shape(&sql);
+        assert_eq!(
+            verbs[0], "SELECT songs",
+            "the unloaded songs are loaded: {sql:?}"
+        );
+        assert_eq!(verbs[1], "DELETE playlist_songs", "{sql:?}");
+        assert_eq!(verbs.len(), 4, "{sql:?}");
+        assert!(verbs[2..].contains(&"DELETE songs".to_owned()), "{sql:?}");
+        assert!(
+            verbs[2..].contains(&"DELETE playlists".to_owned()),
+            "{sql:?}"
+        );
+        for table in ["playlists", "songs", "playlist_songs"] {
+            assert_eq!(count_rows(&db.engine(), table)?, 0, "{table}");
+        }
+        Ok(())
+    })
+}
+
+#[test]
+fn closing_the_session_unloads_many_to_many_collections() {
+    for_each_db(|db| {
+        factory(db);
+        let f = sessionmaker()
+            .bind(db.engine())
+            .expire_on_commit(false)
+            .build();
+        let mut s = f.session();
+        let rust = tag("rust");
+        let a = s.add(article("intro", vec![rust.clone()]))?;
+        s.commit()?;
+        assert!(a.read()?.tags.is_loaded());
+        assert!(rust.read()?.articles.is_loaded());
+        // Both sides hold each other; closing lets go of both collections.
+        s.close()?;
+        assert!(!a.read()?.tags.is_loaded());
+        assert!(!rust.read()?.articles.is_loaded());
+        assert!(matches!(
+            a.related(Article::tags),
+            Err(Error::DetachedInstance { table: "articles" })
+        ));
         Ok(())
     })
 }
