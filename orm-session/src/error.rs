@@ -232,11 +232,11 @@ pub enum Error {
         /// The association table.
         secondary: &'static str,
     },
-    /// A many-to-many collection of an object that has a row but no session was changed:
-    /// there is no session to record the association row in.
+    /// A many-to-many collection (or a `delete-orphan` removal) of an object that has a row
+    /// but no session was changed: there is no session to record the change in.
     #[error(
-        "relationship `{relationship}`: the object is detached, so a change to its \
-         many-to-many collection could not be saved; add or merge it into a session first"
+        "relationship `{relationship}`: the object is detached, so this change to its \
+         collection could not be saved; add or merge it into a session first"
     )]
     DetachedCollection {
         /// `table.field` of the relationship.

@@ -359,6 +359,16 @@ fn removing_a_child_from_a_delete_orphan_collection_deletes_it_at_flush() {
         assert_eq!(ink.state(), ObjectState::Persistent);
         assert_eq!(ink.read()?.customer_id, wendy.read()?.id.unwrap());
         assert_eq!(count_rows(&db.engine(), "orders")?, 1);
+
+        // A detached parent has no session to delete the orphan in: refused, nothing changed.
+        wendy.related(Customer::orders)?;
+        s.expunge(&wendy)?;
+        let err = wendy.remove(Customer::orders, &ink).expect_err("detached");
+        assert!(
+            matches!(&err, Error::DetachedCollection { relationship } if relationship == "customers.orders"),
+            "{err:?}"
+        );
+        assert_eq!(wendy.read()?.orders.loaded().map(<[_]>::len), Some(1));
         Ok(())
     })
 }

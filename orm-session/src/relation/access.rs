@@ -211,7 +211,9 @@ impl<T: Mapped> Obj<T> {
     /// One-to-many: the child's reference is cleared and its foreign key set to NULL; with
     /// `delete-orphan` it is deleted at the next flush instead (unless appended to a parent
     /// again before). Errors with [`Error::NotNullForeignKey`], changing nothing, when the
-    /// foreign key is NOT NULL and the relationship has no `delete-orphan` cascade.
+    /// foreign key is NOT NULL and the relationship has no `delete-orphan` cascade, and with
+    /// [`Error::DetachedCollection`] when the child would be an orphan of an object that has a
+    /// row but no session.
     ///
     /// Many-to-many: the child leaves the other side's loaded collection, and the flush
     /// deletes the association row (the child stays).
@@ -266,6 +268,11 @@ impl<T: Mapped> Obj<T> {
         let orphan = rel.def.cascade.delete_orphan;
         if !orphan {
             check_nullable::<T, C>(fk)?;
+        } else if self.session().is_none() && self.read_data()?.identity {
+            // No session to delete the orphan at its next flush.
+            return Err(Error::DetachedCollection {
+                relationship: format!("{}.{}", T::TABLE.name, rel.def.name),
+            });
         }
         self.ensure_loaded(&rel)?;
         {
