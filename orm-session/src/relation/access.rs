@@ -274,17 +274,8 @@ impl<T: Mapped> Obj<T> {
                 relationship: format!("{}.{}", T::TABLE.name, rel.def.name),
             });
         }
-        self.ensure_loaded(&rel)?;
-        {
-            let mut d = self.write()?;
-            let Some(items) = &mut (rel.get_mut)(&mut d.value).items else {
-                return Ok(false);
-            };
-            let before = items.len();
-            items.retain(|c| !c.ptr_eq(child));
-            if items.len() == before {
-                return Ok(false);
-            }
+        if !self.take_out(&rel, child)? {
+            return Ok(false);
         }
         let changed = {
             let mut d = child.write()?;
@@ -307,6 +298,18 @@ impl<T: Mapped> Obj<T> {
             }
         }
         Ok(true)
+    }
+
+    /// Removes `child` from the collection `rel` (loaded first if needed); whether it was in.
+    fn take_out<R: ToMany<T>>(&self, rel: &R, child: &Obj<R::Child>) -> Result<bool> {
+        self.ensure_loaded(rel)?;
+        let mut d = self.write()?;
+        let Some(items) = &mut rel.collection_mut(&mut d.value).items else {
+            return Ok(false);
+        };
+        let before = items.len();
+        items.retain(|c| !c.ptr_eq(child));
+        Ok(items.len() != before)
     }
 
     /// The session to record a many-to-many change of this object in: `None` for an object
@@ -352,17 +355,8 @@ impl<T: Mapped> Obj<T> {
         child: &Obj<C>,
     ) -> Result<bool> {
         let session = self.link_session(&rel)?;
-        self.ensure_loaded(&rel)?;
-        {
-            let mut d = self.write()?;
-            let Some(items) = &mut (rel.get_mut)(&mut d.value).items else {
-                return Ok(false);
-            };
-            let before = items.len();
-            items.retain(|c| !c.ptr_eq(child));
-            if items.len() == before {
-                return Ok(false);
-            }
+        if !self.take_out(&rel, child)? {
+            return Ok(false);
         }
         rel.back_remove(self, child)?;
         if let Some(shared) = session {

@@ -18,7 +18,9 @@ use crate::core::{Core, Merged};
 use crate::error::{Error, Result};
 use crate::object::{Obj, ObjData};
 use crate::relation::load::{by_key, in_keys};
-use crate::relation::ops::{addr, merged_collection, RelationOps};
+use crate::relation::ops::{
+    addr, delete_cascaded, expunge_if_held, merged_collection, RelationOps,
+};
 use crate::relation::{foreign_key, same, Collection, RelationDef};
 use crate::state::Status;
 use crate::unit_of_work::execute::arrays;
@@ -238,12 +240,9 @@ impl<P: Mapped, C: Mapped> RelationOps<P> for ManyToMany<P, C> {
             return Ok(());
         }
         let children = self.children(&obj.lock_data());
-        for child in children {
-            if child.session_id() == Some(core.id) {
-                core.expunge(&child)?;
-            }
-        }
-        Ok(())
+        children
+            .iter()
+            .try_for_each(|child| expunge_if_held(child, core))
     }
 
     fn on_delete(&self, parents: &[Obj<P>], core: &mut Core) -> Result<()> {
@@ -260,17 +259,9 @@ impl<P: Mapped, C: Mapped> RelationOps<P> for ManyToMany<P, C> {
         core.load_collections(self, parents, false)?;
         for parent in parents {
             for child in self.children(&parent.lock_data()) {
-                let (status, has_row) = {
-                    let d = child.lock_data();
-                    (d.status, d.identity)
-                };
-                if matches!(status, Status::MarkedDeleted | Status::Deleted) {
-                    continue;
-                }
-                if has_row {
-                    core.delete(&child)?;
-                } else if child.session_id() == Some(core.id) {
-                    core.expunge(&child)?;
+                let status = child.lock_data().status;
+                if !matches!(status, Status::MarkedDeleted | Status::Deleted) {
+                    delete_cascaded(&child, core)?;
                 }
             }
         }

@@ -51,6 +51,23 @@ pub(crate) trait RelationOps<P: Mapped>: Send + Sync {
     fn release(&self, _value: &mut P) {}
 }
 
+/// Expunges `obj` if this session holds it (expunge cascade).
+pub(crate) fn expunge_if_held<T: Mapped>(obj: &Obj<T>, core: &mut Core) -> Result<()> {
+    if obj.session_id() == Some(core.id) {
+        core.expunge(obj)?;
+    }
+    Ok(())
+}
+
+/// Delete cascade: deletes `obj`, or expunges it if it never had a row.
+pub(crate) fn delete_cascaded<T: Mapped>(obj: &Obj<T>, core: &mut Core) -> Result<()> {
+    if obj.lock_data().identity {
+        core.delete(obj)
+    } else {
+        expunge_if_held(obj, core)
+    }
+}
+
 /// An object's address, to recognise it among others of its table.
 pub(crate) fn addr<T>(obj: &Obj<T>) -> usize {
     std::sync::Arc::as_ptr(&obj.inner) as *const () as usize
@@ -129,12 +146,9 @@ impl<P: Mapped, C: Mapped> RelationOps<P> for OneToMany<P, C> {
             return Ok(());
         }
         let children = self.children(&obj.lock_data());
-        for child in children {
-            if child.session_id() == Some(core.id) {
-                core.expunge(&child)?;
-            }
-        }
-        Ok(())
+        children
+            .iter()
+            .try_for_each(|child| expunge_if_held(child, core))
     }
 
     fn on_delete(&self, parents: &[Obj<P>], core: &mut Core) -> Result<()> {
@@ -148,11 +162,7 @@ impl<P: Mapped, C: Mapped> RelationOps<P> for OneToMany<P, C> {
                     continue;
                 }
                 if self.def.cascade.delete {
-                    if child.lock_data().identity {
-                        core.delete(&child)?;
-                    } else if child.session_id() == Some(core.id) {
-                        core.expunge(&child)?;
-                    }
+                    delete_cascaded(&child, core)?;
                     continue;
                 }
                 // No delete cascade: the child stays, referencing nothing.
@@ -220,7 +230,9 @@ impl<P: Mapped, C: Mapped> RelationOps<P> for OneToMany<P, C> {
         load: bool,
         merged: &mut Merged,
     ) -> Result<()> {
-        let Some(children) = self.merged_children(source, core, load, merged)? else {
+        let Some(children) =
+            merged_collection(self.def.cascade.merge, self.get, source, core, load, merged)?
+        else {
             return Ok(());
         };
         let (key, has_row, old) = {
@@ -252,20 +264,6 @@ impl<P: Mapped, C: Mapped> RelationOps<P> for OneToMany<P, C> {
         }
         (self.get_mut)(&mut target.lock_data().value).items = Some(children);
         Ok(())
-    }
-}
-
-impl<P: Mapped, C: Mapped> OneToMany<P, C> {
-    /// The merged copies of the children loaded in `source`; `None` when the relationship
-    /// has no merge cascade or `source` has not loaded it.
-    fn merged_children(
-        &self,
-        source: &Obj<P>,
-        core: &mut Core,
-        load: bool,
-        merged: &mut Merged,
-    ) -> Result<Option<Vec<Obj<C>>>> {
-        merged_collection(self.def.cascade.merge, self.get, source, core, load, merged)
     }
 }
 
