@@ -296,6 +296,7 @@ fn ours_w3(factory: &SessionMaker) -> R<Time> {
     Ok(t)
 }
 
+#[inline(never)]
 fn timed(body: impl FnOnce() -> R<()>) -> R<Time> {
     let cpu = thread_cpu();
     let t = Instant::now();

@@ -14,7 +14,7 @@ use orm_core::value::Value;
 
 use crate::error::{Error, Result};
 use crate::identity_map::{AnyStore, Store};
-use crate::object::{Obj, ObjData, SessionLink};
+use crate::object::{Link, Obj, ObjData, SessionLink};
 use crate::query::Synchronize;
 use crate::relation::relations_of;
 use crate::session::Shared;
@@ -26,7 +26,8 @@ use crate::unit_of_work::relations::Orphan;
 pub(crate) struct Core {
     pub(crate) id: u64,
     pub(crate) options: SessionOptions,
-    pub(crate) link: Arc<SessionLink>,
+    /// The link of the objects loaded in the current epoch (its session is this session's).
+    pub(crate) link: Arc<Link>,
     pub(crate) shared: Weak<Shared>,
     pub(crate) conn: Option<Connection>,
     pub(crate) tx: Tx,
@@ -96,7 +97,7 @@ impl Core {
         Core {
             id,
             options,
-            link: SessionLink::new(id, shared.clone()),
+            link: Link::current(&SessionLink::new(id, shared.clone())),
             shared,
             conn: None,
             tx: Tx::None,
@@ -124,6 +125,11 @@ impl Core {
             .expect("store of the right type")
     }
 
+    /// What objects know of this session.
+    pub(crate) fn session_link(&self) -> &Arc<SessionLink> {
+        self.link.session().expect("a session's link has a session")
+    }
+
     /// Whether `obj` is attached to this session.
     fn owns<T: Mapped>(&self, d: &ObjData<T>) -> bool {
         d.attached().is_some_and(|l| l.session_id == self.id)
@@ -132,8 +138,8 @@ impl Core {
     pub(crate) fn expunge_all(&mut self) {
         // Objects see their link marked detached; pending ones become transient, the others
         // detached. Expiry state is kept: the old link's epoch no longer moves.
-        self.link.detached.store(true, Ordering::Release);
-        self.link = SessionLink::new(self.id, self.shared.clone());
+        self.session_link().detached.store(true, Ordering::Release);
+        self.link = Link::current(&SessionLink::new(self.id, self.shared.clone()));
         self.stores.clear();
         self.types.clear();
         self.orphans.clear();
@@ -154,10 +160,10 @@ impl Core {
     pub(crate) fn queue_dirty<T: Mapped>(&mut self, obj: &Obj<T>) {
         {
             let mut d = obj.lock_data();
-            if d.queued || d.status != Status::Persistent || !self.owns(&d) {
+            if d.queued() || d.status() != Status::Persistent || !self.owns(&d) {
                 return;
             }
-            d.queued = true;
+            d.set_queued(true);
         }
         self.store::<T>().dirty.push(obj.clone());
     }
@@ -176,11 +182,10 @@ impl Core {
             });
         }
         let expired = d.is_wholly_expired();
-        d.link = Some(self.link.clone());
-        d.epoch = self.link.epoch();
-        d.expired = expired;
-        if !d.identity {
-            d.status = Status::Pending;
+        d.relink(Some(&self.link));
+        d.set_expired(expired);
+        if !d.identity() {
+            d.set_status(Status::Pending);
             drop(d);
             self.store::<T>().new.push(obj.clone());
             return Ok(true);
@@ -189,15 +194,15 @@ impl Core {
         let key = d.value.key().expect("an object with identity has a key");
         let store = self.store::<T>();
         if store.lookup(&key).is_some() {
-            d.link = None;
+            d.relink(None);
             return Err(Error::IdentityConflict {
                 table: T::TABLE.name,
                 key: format!("{key:?}"),
             });
         }
-        d.status = Status::Persistent;
-        let queue = !d.changed.is_empty();
-        d.queued = queue;
+        d.set_status(Status::Persistent);
+        let queue = d.is_modified();
+        d.set_queued(queue);
         drop(d);
         store.map(key, obj);
         if queue {
@@ -222,8 +227,8 @@ impl Core {
                 table: T::TABLE.name,
             });
         }
-        if d.status == Status::Persistent {
-            d.status = Status::MarkedDeleted;
+        if d.status() == Status::Persistent {
+            d.set_status(Status::MarkedDeleted);
             drop(d);
             self.store::<T>().deleted.push(obj.clone());
         }
@@ -238,13 +243,14 @@ impl Core {
                     table: T::TABLE.name,
                 });
             }
-            d.expired = d.is_wholly_expired();
-            d.link = None;
-            d.queued = false;
-            if d.status == Status::MarkedDeleted {
-                d.status = Status::Persistent;
+            let expired = d.is_wholly_expired();
+            d.set_expired(expired);
+            d.relink(None);
+            d.set_queued(false);
+            if d.status() == Status::MarkedDeleted {
+                d.set_status(Status::Persistent);
             }
-            if d.identity {
+            if d.identity() {
                 d.value.key()
             } else {
                 None
@@ -271,12 +277,12 @@ impl Core {
                 this: self.id,
             });
         }
-        d.identity = false;
-        d.link = None;
-        d.expired = false;
-        d.expired_columns = None;
-        d.changed = ColumnSet::default();
-        d.status = Status::Pending;
+        d.set_identity(false);
+        d.set_expired(false);
+        d.take_expired_columns();
+        d.clear_changes();
+        d.relink(None);
+        d.set_status(Status::Pending);
         Ok(())
     }
 
@@ -284,7 +290,7 @@ impl Core {
     /// detached, as if loaded and then expunged.
     pub(crate) fn make_transient_to_detached<T: Mapped>(&mut self, obj: &Obj<T>) -> Result<()> {
         let mut d = obj.lock_data();
-        if d.identity || d.attached().is_some() {
+        if d.identity() || d.attached().is_some() {
             return Err(Error::NotTransient {
                 table: T::TABLE.name,
             });
@@ -294,11 +300,10 @@ impl Core {
                 table: T::TABLE.name,
             });
         }
-        d.identity = true;
-        d.link = None;
-        d.status = Status::Persistent;
-        d.changed = ColumnSet::default();
-        d.mark_loaded();
+        d.set_identity(true);
+        d.set_status(Status::Persistent);
+        d.clear_changes();
+        d.mark_loaded(None);
         Ok(())
     }
 
@@ -309,24 +314,17 @@ impl Core {
         columns: Option<&[usize]>,
     ) -> Result<()> {
         let mut d = obj.lock_data();
-        if !self.owns(&d) || !d.identity {
+        if !self.owns(&d) || !d.identity() {
             return Err(Error::NotInSession {
                 table: T::TABLE.name,
             });
         }
         match columns {
             None => {
-                d.expired = true;
-                d.changed = ColumnSet::default();
+                d.set_expired(true);
+                d.clear_changes();
             }
-            Some(columns) => {
-                let mut set = d.expired_columns.take().map(|b| *b).unwrap_or_default();
-                for &c in columns {
-                    set.insert(c);
-                    d.changed.remove(c);
-                }
-                d.expired_columns = Some(Box::new(set));
-            }
+            Some(columns) => d.expire_columns(columns),
         }
         Ok(())
     }
@@ -342,7 +340,7 @@ impl Core {
         if let Some(obj) = self.store::<T>().lookup(&key) {
             let d = obj.read_data()?;
             if !d.is_expired() {
-                return Ok(match d.status {
+                return Ok(match d.status() {
                     Status::Persistent | Status::MarkedDeleted => Some(obj.clone()),
                     _ => None,
                 });
@@ -394,12 +392,12 @@ impl Core {
                 (0..T::TABLE.columns.len()).for_each(|c| all.insert(c));
                 Some(all)
             } else {
-                d.expired_columns.as_deref().cloned()
+                d.expired_columns().cloned()
             };
             (
                 d.value.clone_row(),
                 d.value.key(),
-                d.changed.is_empty(),
+                !d.is_modified(),
                 unloaded,
             )
         };
@@ -431,7 +429,7 @@ impl Core {
             }
             None => {
                 // Trusted as the row's current state: persistent without a SELECT.
-                let obj = Obj::with_data(self.persistent(value));
+                let obj = Obj::with_data(ObjData::persistent(value, &self.link));
                 self.store::<T>().map(key, &obj);
                 return Ok(obj);
             }
@@ -458,9 +456,11 @@ impl Core {
             for c in changed.iter() {
                 d.value.set_column(c, value.column_value(c))?;
             }
-            let queue = !changed.is_empty() && d.status == Status::Persistent && !d.queued;
-            d.changed.union(&changed);
-            d.queued |= queue;
+            let queue = !changed.is_empty() && d.status() == Status::Persistent && !d.queued();
+            d.record_changes(&changed);
+            if queue {
+                d.set_queued(true);
+            }
             queue
         };
         if queue {
@@ -549,7 +549,7 @@ impl Core {
                     let mut d = obj.lock_data();
                     for (c, v) in set {
                         d.value.set_column(*c, v.clone())?;
-                        d.changed.remove(*c);
+                        d.forget_change(*c);
                     }
                     drop(d);
                     if in_savepoint {
@@ -561,21 +561,6 @@ impl Core {
             }
         }
         Ok(rows)
-    }
-
-    fn persistent<T>(&self, value: T) -> ObjData<T> {
-        ObjData {
-            value,
-            link: Some(self.link.clone()),
-            status: Status::Persistent,
-            identity: true,
-            epoch: self.link.epoch(),
-            expired: false,
-            expired_columns: None,
-            changed: ColumnSet::default(),
-            queued: false,
-            key_generated: false,
-        }
     }
 
     /// Runs a SELECT and decodes each row with `decode`, which may reach the session's stores.
@@ -599,18 +584,18 @@ impl Core {
         row: &Row<'_>,
         at: usize,
     ) -> orm_core::error::Result<Obj<T>> {
-        let template = self.persistent(());
-        object_from_row(self.store::<T>(), &template, row, at)
+        let link = self.link.clone();
+        object_from_row(self.store::<T>(), &link, row, at)
     }
 
     /// Runs a SELECT of all columns of `T` and returns its rows as identity-mapped objects.
     pub(crate) fn load<T: Mapped>(&mut self, select: Select) -> Result<Vec<Obj<T>>> {
         let conn = self.connection()?;
         let mut out = Vec::new();
-        let template = self.persistent(());
+        let link = self.link.clone();
         let store = self.store::<T>();
         conn.query_statement(Statement::Select(select), |row| {
-            out.push(object_from_row(store, &template, row, 0)?);
+            out.push(object_from_row(store, &link, row, 0)?);
             Ok(())
         })?;
         Ok(out)
@@ -618,10 +603,10 @@ impl Core {
 }
 
 /// The identity-mapped object for one row: the object already held for its key (reloaded if
-/// expired), or a new persistent object built on `template`'s bookkeeping.
+/// expired), or a new persistent object loaded under `link` (the session's current link).
 fn object_from_row<T: Mapped>(
     store: &mut Store<T>,
-    template: &ObjData<()>,
+    link: &Arc<Link>,
     row: &Row<'_>,
     at: usize,
 ) -> orm_core::error::Result<Obj<T>> {
@@ -632,30 +617,22 @@ fn object_from_row<T: Mapped>(
             let mut d = obj.lock_data();
             if d.is_wholly_expired() {
                 d.value = T::from_row(row, at)?;
-                d.changed = ColumnSet::default();
-                d.mark_loaded();
-            } else if let Some(columns) = d.expired_columns.take() {
+                d.clear_changes();
+                d.mark_loaded(Some(link));
+            } else if let Some(columns) = d.take_expired_columns() {
                 let fresh = T::from_row(row, at)?;
                 for c in columns.iter() {
                     d.value.set_column(c, fresh.column_value(c))?;
                 }
-                d.mark_loaded();
+                d.mark_loaded(Some(link));
             }
             Ok(())
         },
         || {
-            Ok(Obj::with_data(ObjData {
-                value: T::from_row(row, at)?,
-                link: template.link.clone(),
-                status: Status::Persistent,
-                identity: true,
-                epoch: template.epoch,
-                expired: false,
-                expired_columns: None,
-                changed: ColumnSet::default(),
-                queued: false,
-                key_generated: false,
-            }))
+            Ok(Obj::with_data(ObjData::persistent(
+                T::from_row(row, at)?,
+                link,
+            )))
         },
     )
 }

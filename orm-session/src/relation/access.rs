@@ -97,7 +97,7 @@ impl<T: Mapped> Obj<T> {
             if (rel.get)(&d.value).is_loaded() {
                 return Ok(());
             }
-            if !d.identity {
+            if !d.identity() {
                 (rel.get_mut)(&mut d.value).items = Some(Vec::new());
                 return Ok(());
             }
@@ -136,7 +136,7 @@ impl<T: Mapped> Obj<T> {
                 .items
                 .get_or_insert_with(Vec::new)
                 .push(child.clone());
-            (d.value.key(), d.identity)
+            (d.value.key(), d.identity())
         };
         if let Some(back) = rel.back {
             let old = back(&mut child.write()?.value).target.get();
@@ -255,7 +255,7 @@ impl<T: Mapped> Obj<T> {
             let mut pd = p.write()?;
             parent_key = pd.value.key();
             if let Some(back) = rel.back {
-                let has_row = pd.identity;
+                let has_row = pd.identity();
                 let collection = back(&mut pd.value);
                 if collection.is_loaded() || !has_row {
                     let items = collection.items.get_or_insert_with(Vec::new);

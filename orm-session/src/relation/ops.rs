@@ -84,7 +84,7 @@ impl<P: Mapped, C: Mapped> OneToMany<P, C> {
         if let Some(key) = parent_key {
             changed = set_fk::<P, C>(&mut d, self.fk()?, Some(key))?;
         }
-        Ok(changed && d.status == Status::Persistent && !d.queued)
+        Ok(changed && d.status() == Status::Persistent && !d.queued())
     }
 }
 
@@ -95,7 +95,7 @@ impl<P: Mapped, C: Mapped> RelationOps<P> for OneToMany<P, C> {
         }
         let (children, key, has_row) = {
             let d = obj.lock_data();
-            (self.children(&d), d.value.key(), d.identity)
+            (self.children(&d), d.value.key(), d.identity())
         };
         for child in children {
             if same(obj, &child) {
@@ -130,12 +130,12 @@ impl<P: Mapped, C: Mapped> RelationOps<P> for OneToMany<P, C> {
         for parent in parents {
             let children = self.children(&parent.lock_data());
             for child in children {
-                let status = child.lock_data().status;
+                let status = child.lock_data().status();
                 if matches!(status, Status::MarkedDeleted | Status::Deleted) {
                     continue;
                 }
                 if self.def.cascade.delete {
-                    if child.lock_data().identity {
+                    if child.lock_data().identity() {
                         core.delete(&child)?;
                     } else if child.session_id() == Some(core.id) {
                         core.expunge(&child)?;
@@ -156,7 +156,7 @@ impl<P: Mapped, C: Mapped> RelationOps<P> for OneToMany<P, C> {
                         },
                         e => e,
                     })?;
-                    changed && d.status == Status::Persistent && !d.queued
+                    changed && d.status() == Status::Persistent && !d.queued()
                 };
                 if queue {
                     core.queue_dirty(&child);
@@ -273,7 +273,7 @@ impl<C: Mapped, P: Mapped> RelationOps<C> for ManyToOne<C, P> {
             let p = parent.inner.try_read().ok_or(Error::CircularRows {
                 table: C::TABLE.name,
             })?;
-            (p.value.key(), p.identity)
+            (p.value.key(), p.identity())
         };
         // A parent without a key yet is inserted later in this flush (its table comes first,
         // or its row is ordered first within the table); its insert fills this key in.
