@@ -41,6 +41,10 @@ pub(crate) struct Core {
     pub(crate) types: Vec<TypeId>,
     /// Children removed from `delete-orphan` collections since the last flush.
     pub(crate) orphans: Vec<Box<dyn Orphan>>,
+    /// While a load runs: the number of rows it returns, when the driver said so before the
+    /// first row and every row is a distinct object of the first entity (no join). The first
+    /// entity decoded reserves room for them in its identity map, then clears it.
+    expected_objects: Option<usize>,
 }
 
 /// `table.pk1 = $1 AND table.pk2 = $2`
@@ -106,23 +110,12 @@ impl Core {
             stores: Vec::new(),
             types: Vec::new(),
             orphans: Vec::new(),
+            expected_objects: None,
         }
     }
 
     pub(crate) fn store<T: Mapped>(&mut self) -> &mut Store<T> {
-        let ty = TypeId::of::<T>();
-        let i = match self.types.iter().position(|t| *t == ty) {
-            Some(i) => i,
-            None => {
-                self.stores.push(Box::new(Store::<T>::default()));
-                self.types.push(ty);
-                self.stores.len() - 1
-            }
-        };
-        self.stores[i]
-            .as_any()
-            .downcast_mut()
-            .expect("store of the right type")
+        store_in(&mut self.types, &mut self.stores)
     }
 
     /// What objects know of this session.
@@ -571,35 +564,71 @@ impl Core {
     ) -> Result<Vec<R>> {
         let conn = self.connection()?;
         let mut out = Vec::new();
-        conn.query_statement(Statement::Select(select), |row| {
+        let distinct_objects = select.joins.is_empty();
+        let result = conn.query_statement_counted(Statement::Select(select), |row, rows| {
+            if let (Some(n), true) = (rows, out.is_empty()) {
+                out.reserve_exact(n);
+                self.expected_objects = distinct_objects.then_some(n);
+            }
             out.push(decode(self, row)?);
             Ok(())
-        })?;
+        });
+        self.expected_objects = None;
+        result?;
         Ok(out)
     }
 
     /// The identity-mapped object of `T` whose columns start at `at` in `row`.
+    #[inline]
     pub(crate) fn entity_at<T: Mapped>(
         &mut self,
         row: &Row<'_>,
         at: usize,
     ) -> orm_core::error::Result<Obj<T>> {
-        let link = self.link.clone();
-        object_from_row(self.store::<T>(), &link, row, at)
+        let store = store_in::<T>(&mut self.types, &mut self.stores);
+        if let Some(n) = self.expected_objects.take() {
+            store.reserve(n);
+        }
+        object_from_row(store, &self.link, row, at)
     }
 
     /// Runs a SELECT of all columns of `T` and returns its rows as identity-mapped objects.
     pub(crate) fn load<T: Mapped>(&mut self, select: Select) -> Result<Vec<Obj<T>>> {
         let conn = self.connection()?;
         let mut out = Vec::new();
-        let link = self.link.clone();
-        let store = self.store::<T>();
-        conn.query_statement(Statement::Select(select), |row| {
-            out.push(object_from_row(store, &link, row, 0)?);
+        let store = store_in::<T>(&mut self.types, &mut self.stores);
+        conn.query_statement_counted(Statement::Select(select), |row, rows| {
+            if let (Some(n), true) = (rows, out.is_empty()) {
+                out.reserve_exact(n);
+                store.reserve(n);
+            }
+            out.push(object_from_row(store, &self.link, row, 0)?);
             Ok(())
         })?;
         Ok(out)
     }
+}
+
+/// The store of `T` among `stores` (created when missing). A linear scan of the types beats
+/// hashing for the few types one session uses.
+#[inline]
+fn store_in<'a, T: Mapped>(
+    types: &mut Vec<TypeId>,
+    stores: &'a mut Vec<Box<dyn AnyStore>>,
+) -> &'a mut Store<T> {
+    let ty = TypeId::of::<T>();
+    let i = match types.iter().position(|t| *t == ty) {
+        Some(i) => i,
+        None => {
+            stores.push(Box::new(Store::<T>::default()));
+            types.push(ty);
+            stores.len() - 1
+        }
+    };
+    stores[i]
+        .as_any()
+        .downcast_mut()
+        .expect("store of the right type")
 }
 
 /// The identity-mapped object for one row: the object already held for its key (reloaded if
@@ -628,9 +657,9 @@ fn object_from_row<T: Mapped>(
             }
             Ok(())
         },
-        || {
+        |key| {
             Ok(Obj::with_data(ObjData::persistent(
-                T::from_row(row, at)?,
+                T::from_row_with_key(row, at, key)?,
                 link,
             )))
         },

@@ -78,6 +78,15 @@ impl<T: Mapped> Store<T> {
         self.identity.insert(key, obj.downgrade());
     }
 
+    /// Makes room for `n` more objects about to be loaded (at most: rows of objects already
+    /// held take none). They stay alive until the load ends, so no sweep is due before.
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.sweep();
+        let n = n.saturating_sub(self.identity.len());
+        self.identity.reserve(n);
+        self.sweep_at = self.sweep_at.max(self.identity.len() + n);
+    }
+
     /// Drops dead entries when the map has doubled since the last sweep (amortized O(1)).
     fn sweep(&mut self) {
         if self.identity.len() >= self.sweep_at {
@@ -88,11 +97,13 @@ impl<T: Mapped> Store<T> {
 
     /// The object for a loaded row's key, hashing the key once: the held object (passed to
     /// `found`, e.g. to reload it if expired) or a new one from `create`, entered in the map.
+    /// `create` is given the key.
+    #[inline]
     pub(crate) fn load_row<E>(
         &mut self,
         key: T::Key,
         found: impl FnOnce(&Obj<T>) -> Result<(), E>,
-        create: impl FnOnce() -> Result<Obj<T>, E>,
+        create: impl FnOnce(T::Key) -> Result<Obj<T>, E>,
     ) -> Result<Obj<T>, E> {
         self.sweep();
         match self.identity.entry(key) {
@@ -102,13 +113,13 @@ impl<T: Mapped> Store<T> {
                     Ok(obj)
                 }
                 None => {
-                    let obj = create()?;
+                    let obj = create(e.key().clone())?;
                     e.insert(obj.downgrade());
                     Ok(obj)
                 }
             },
             Entry::Vacant(e) => {
-                let obj = create()?;
+                let obj = create(e.key().clone())?;
                 e.insert(obj.downgrade());
                 Ok(obj)
             }
