@@ -23,6 +23,12 @@ pub trait Mapped: Sized + Send + Sync + 'static {
     fn from_row(row: &Row<'_>, offset: usize) -> Result<Self>;
     /// Reads only the primary key from a row laid out as for `from_row`.
     fn key_from_row(row: &Row<'_>, offset: usize) -> Result<Self::Key>;
+    /// Reads the struct as `from_row` does, taking the primary key from `key` (read from the
+    /// same row by `key_from_row`) rather than decoding it again.
+    fn from_row_with_key(row: &Row<'_>, offset: usize, key: Self::Key) -> Result<Self> {
+        let _ = key;
+        Self::from_row(row, offset)
+    }
     /// The value of column `column` as a bound parameter.
     fn column_value(&self, column: usize) -> Value;
     /// Stores `value` into the field of column `column` (out-of-range columns are ignored).

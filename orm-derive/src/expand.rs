@@ -7,7 +7,7 @@
 //! on the user's field.
 
 use proc_macro2::{Group, Literal, Span, TokenStream, TokenTree};
-use quote::{quote, quote_spanned, ToTokens};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::Type;
@@ -25,6 +25,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
     let key_type = gen.key_type();
     let key = gen.body_key();
     let from_row = gen.body_from_row();
+    let from_row_with_key = gen.body_from_row_with_key();
     let key_from_row = gen.body_key_from_row();
     let column_value = gen.body_column_value();
     let set_column = gen.body_set_column();
@@ -56,6 +57,14 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
 
                 fn key_from_row(__row: &#p::Row<'_>, __offset: usize) -> #p::Result<Self::Key> {
                     #key_from_row
+                }
+
+                fn from_row_with_key(
+                    __row: &#p::Row<'_>,
+                    __offset: usize,
+                    __key: Self::Key,
+                ) -> #p::Result<Self> {
+                    #from_row_with_key
                 }
 
                 fn column_value(&self, __column: usize) -> #p::Value {
@@ -279,6 +288,46 @@ impl Gen<'_> {
             quote!(#ident: <#ty as #p::RelationField>::unloaded())
         });
         quote! {
+            ::core::result::Result::Ok(Self {
+                #(#fields,)*
+                #(#relations,)*
+            })
+        }
+    }
+
+    /// The body of `from_row_with_key`: `from_row`, with the key's fields taken from `__key`.
+    fn body_from_row_with_key(&self) -> TokenStream {
+        let p = self.p;
+        let key = self.key_fields();
+        let parts: Vec<_> = (0..key.len()).map(|j| format_ident!("__k{}", j)).collect();
+        let generated = self.model.generated_key().map(|(i, _)| i);
+        let fields = self.model.fields.iter().enumerate().map(|(i, f)| {
+            let ident = &f.ident;
+            match key.iter().position(|(k, _)| *k == i) {
+                Some(j) if generated == Some(i) => {
+                    let part = &parts[j];
+                    quote!(#ident: ::core::option::Option::Some(#part))
+                }
+                Some(j) => {
+                    let part = &parts[j];
+                    quote!(#ident: #part)
+                }
+                None => {
+                    let value = self.decode(i, &f.ty);
+                    quote!(#ident: #value?)
+                }
+            }
+        });
+        let relations = self.model.relations.iter().map(|r| {
+            let (ident, ty) = (&r.ident, &r.ty);
+            quote!(#ident: <#ty as #p::RelationField>::unloaded())
+        });
+        let bind = match &parts[..] {
+            [part] => quote!(let #part = __key;),
+            parts => quote!(let (#(#parts),*) = __key;),
+        };
+        quote! {
+            #bind
             ::core::result::Result::Ok(Self {
                 #(#fields,)*
                 #(#relations,)*

@@ -14,9 +14,9 @@ use orm_core::value::Value;
 
 use crate::error::{Error, Result};
 use crate::identity_map::{AnyStore, Store};
-use crate::object::{Obj, ObjData, SessionLink};
+use crate::object::{Link, Obj, ObjData, SessionLink};
 use crate::query::Synchronize;
-use crate::relation::many::{Cleanup, Link};
+use crate::relation::many::{Cleanup, LinkChange};
 use crate::relation::relations_of;
 use crate::session::Shared;
 use crate::sessionmaker::SessionOptions;
@@ -27,7 +27,8 @@ use crate::unit_of_work::relations::Orphan;
 pub(crate) struct Core {
     pub(crate) id: u64,
     pub(crate) options: SessionOptions,
-    pub(crate) link: Arc<SessionLink>,
+    /// The link of the objects loaded in the current epoch (its session is this session's).
+    pub(crate) link: Arc<Link>,
     pub(crate) shared: Weak<Shared>,
     pub(crate) conn: Option<Connection>,
     pub(crate) tx: Tx,
@@ -42,10 +43,14 @@ pub(crate) struct Core {
     /// Children removed from `delete-orphan` collections since the last flush.
     pub(crate) orphans: Vec<Box<dyn Orphan>>,
     /// Association rows to insert or delete at the next flush.
-    pub(crate) links: Vec<Link>,
+    pub(crate) links: Vec<LinkChange>,
     /// During a flush: association rows of deleted objects, per association table and
     /// foreign key.
     pub(crate) link_cleanup: Vec<Cleanup>,
+    /// While a load runs: the number of rows it returns, when the driver said so before the
+    /// first row and every row is a distinct object of the first entity (no join). The first
+    /// entity decoded reserves room for them in its identity map, then clears it.
+    expected_objects: Option<usize>,
 }
 
 /// The objects merged so far by one `merge`: the source's address, and its copy.
@@ -105,7 +110,7 @@ impl Core {
         Core {
             id,
             options,
-            link: SessionLink::new(id, shared.clone()),
+            link: Link::current(&SessionLink::new(id, shared.clone())),
             shared,
             conn: None,
             tx: Tx::None,
@@ -116,23 +121,17 @@ impl Core {
             orphans: Vec::new(),
             links: Vec::new(),
             link_cleanup: Vec::new(),
+            expected_objects: None,
         }
     }
 
     pub(crate) fn store<T: Mapped>(&mut self) -> &mut Store<T> {
-        let ty = TypeId::of::<T>();
-        let i = match self.types.iter().position(|t| *t == ty) {
-            Some(i) => i,
-            None => {
-                self.stores.push(Box::new(Store::<T>::default()));
-                self.types.push(ty);
-                self.stores.len() - 1
-            }
-        };
-        self.stores[i]
-            .as_any()
-            .downcast_mut()
-            .expect("store of the right type")
+        store_in(&mut self.types, &mut self.stores)
+    }
+
+    /// What objects know of this session.
+    pub(crate) fn session_link(&self) -> &Arc<SessionLink> {
+        self.link.session().expect("a session's link has a session")
     }
 
     /// Whether `obj` is attached to this session.
@@ -143,8 +142,8 @@ impl Core {
     pub(crate) fn expunge_all(&mut self) {
         // Objects see their link marked detached; pending ones become transient, the others
         // detached. Expiry state is kept: the old link's epoch no longer moves.
-        self.link.detached.store(true, Ordering::Release);
-        self.link = SessionLink::new(self.id, self.shared.clone());
+        self.session_link().detached.store(true, Ordering::Release);
+        self.link = Link::current(&SessionLink::new(self.id, self.shared.clone()));
         for i in 0..self.stores.len() {
             self.stores[i].ops().release(self);
         }
@@ -169,10 +168,10 @@ impl Core {
     pub(crate) fn queue_dirty<T: Mapped>(&mut self, obj: &Obj<T>) {
         {
             let mut d = obj.lock_data();
-            if d.queued || d.status != Status::Persistent || !self.owns(&d) {
+            if d.queued() || d.status() != Status::Persistent || !self.owns(&d) {
                 return;
             }
-            d.queued = true;
+            d.set_queued(true);
         }
         self.store::<T>().dirty.push(obj.clone());
     }
@@ -191,11 +190,10 @@ impl Core {
             });
         }
         let expired = d.is_wholly_expired();
-        d.link = Some(self.link.clone());
-        d.epoch = self.link.epoch();
-        d.expired = expired;
-        if !d.identity {
-            d.status = Status::Pending;
+        d.relink(Some(&self.link));
+        d.set_expired(expired);
+        if !d.identity() {
+            d.set_status(Status::Pending);
             drop(d);
             self.store::<T>().new.push(obj.clone());
             return Ok(true);
@@ -204,15 +202,15 @@ impl Core {
         let key = d.value.key().expect("an object with identity has a key");
         let store = self.store::<T>();
         if store.lookup(&key).is_some() {
-            d.link = None;
+            d.relink(None);
             return Err(Error::IdentityConflict {
                 table: T::TABLE.name,
                 key: format!("{key:?}"),
             });
         }
-        d.status = Status::Persistent;
-        let queue = !d.changed.is_empty();
-        d.queued = queue;
+        d.set_status(Status::Persistent);
+        let queue = d.is_modified();
+        d.set_queued(queue);
         drop(d);
         store.map(key, obj);
         if queue {
@@ -237,8 +235,8 @@ impl Core {
                 table: T::TABLE.name,
             });
         }
-        if d.status == Status::Persistent {
-            d.status = Status::MarkedDeleted;
+        if d.status() == Status::Persistent {
+            d.set_status(Status::MarkedDeleted);
             drop(d);
             self.store::<T>().deleted.push(obj.clone());
         }
@@ -253,13 +251,14 @@ impl Core {
                     table: T::TABLE.name,
                 });
             }
-            d.expired = d.is_wholly_expired();
-            d.link = None;
-            d.queued = false;
-            if d.status == Status::MarkedDeleted {
-                d.status = Status::Persistent;
+            let expired = d.is_wholly_expired();
+            d.set_expired(expired);
+            d.relink(None);
+            d.set_queued(false);
+            if d.status() == Status::MarkedDeleted {
+                d.set_status(Status::Persistent);
             }
-            if d.identity {
+            if d.identity() {
                 d.value.key()
             } else {
                 None
@@ -286,12 +285,12 @@ impl Core {
                 this: self.id,
             });
         }
-        d.identity = false;
-        d.link = None;
-        d.expired = false;
-        d.expired_columns = None;
-        d.changed = ColumnSet::default();
-        d.status = Status::Pending;
+        d.set_identity(false);
+        d.set_expired(false);
+        d.take_expired_columns();
+        d.clear_changes();
+        d.relink(None);
+        d.set_status(Status::Pending);
         Ok(())
     }
 
@@ -299,7 +298,7 @@ impl Core {
     /// detached, as if loaded and then expunged.
     pub(crate) fn make_transient_to_detached<T: Mapped>(&mut self, obj: &Obj<T>) -> Result<()> {
         let mut d = obj.lock_data();
-        if d.identity || d.attached().is_some() {
+        if d.identity() || d.attached().is_some() {
             return Err(Error::NotTransient {
                 table: T::TABLE.name,
             });
@@ -309,11 +308,10 @@ impl Core {
                 table: T::TABLE.name,
             });
         }
-        d.identity = true;
-        d.link = None;
-        d.status = Status::Persistent;
-        d.changed = ColumnSet::default();
-        d.mark_loaded();
+        d.set_identity(true);
+        d.set_status(Status::Persistent);
+        d.clear_changes();
+        d.mark_loaded(None);
         Ok(())
     }
 
@@ -324,24 +322,17 @@ impl Core {
         columns: Option<&[usize]>,
     ) -> Result<()> {
         let mut d = obj.lock_data();
-        if !self.owns(&d) || !d.identity {
+        if !self.owns(&d) || !d.identity() {
             return Err(Error::NotInSession {
                 table: T::TABLE.name,
             });
         }
         match columns {
             None => {
-                d.expired = true;
-                d.changed = ColumnSet::default();
+                d.set_expired(true);
+                d.clear_changes();
             }
-            Some(columns) => {
-                let mut set = d.expired_columns.take().map(|b| *b).unwrap_or_default();
-                for &c in columns {
-                    set.insert(c);
-                    d.changed.remove(c);
-                }
-                d.expired_columns = Some(Box::new(set));
-            }
+            Some(columns) => d.expire_columns(columns),
         }
         Ok(())
     }
@@ -357,7 +348,7 @@ impl Core {
         if let Some(obj) = self.store::<T>().lookup(&key) {
             let d = obj.read_data()?;
             if !d.is_expired() {
-                return Ok(match d.status {
+                return Ok(match d.status() {
                     Status::Persistent | Status::MarkedDeleted => Some(obj.clone()),
                     _ => None,
                 });
@@ -440,12 +431,12 @@ impl Core {
                 (0..T::TABLE.columns.len()).for_each(|c| all.insert(c));
                 Some(all)
             } else {
-                d.expired_columns.as_deref().cloned()
+                d.expired_columns().cloned()
             };
             (
                 d.value.clone_row(),
                 d.value.key(),
-                d.changed.is_empty(),
+                !d.is_modified(),
                 unloaded,
             )
         };
@@ -478,7 +469,7 @@ impl Core {
             }
             None => {
                 // Trusted as the row's current state: persistent without a SELECT.
-                let obj = Obj::with_data(self.persistent(value));
+                let obj = Obj::with_data(ObjData::persistent(value, &self.link));
                 self.store::<T>().map(key, &obj);
                 return Ok(obj);
             }
@@ -505,9 +496,11 @@ impl Core {
             for c in changed.iter() {
                 d.value.set_column(c, value.column_value(c))?;
             }
-            let queue = !changed.is_empty() && d.status == Status::Persistent && !d.queued;
-            d.changed.union(&changed);
-            d.queued |= queue;
+            let queue = !changed.is_empty() && d.status() == Status::Persistent && !d.queued();
+            d.record_changes(&changed);
+            if queue {
+                d.set_queued(true);
+            }
             queue
         };
         if queue {
@@ -596,7 +589,7 @@ impl Core {
                     let mut d = obj.lock_data();
                     for (c, v) in set {
                         d.value.set_column(*c, v.clone())?;
-                        d.changed.remove(*c);
+                        d.forget_change(*c);
                     }
                     drop(d);
                     if in_savepoint {
@@ -610,21 +603,6 @@ impl Core {
         Ok(rows)
     }
 
-    fn persistent<T>(&self, value: T) -> ObjData<T> {
-        ObjData {
-            value,
-            link: Some(self.link.clone()),
-            status: Status::Persistent,
-            identity: true,
-            epoch: self.link.epoch(),
-            expired: false,
-            expired_columns: None,
-            changed: ColumnSet::default(),
-            queued: false,
-            key_generated: false,
-        }
-    }
-
     /// Runs a SELECT and decodes each row with `decode`, which may reach the session's stores.
     pub(crate) fn load_with<R>(
         &mut self,
@@ -633,42 +611,78 @@ impl Core {
     ) -> Result<Vec<R>> {
         let conn = self.connection()?;
         let mut out = Vec::new();
-        conn.query_statement(Statement::Select(select), |row| {
+        let distinct_objects = select.joins.is_empty();
+        let result = conn.query_statement_counted(Statement::Select(select), |row, rows| {
+            if let (Some(n), true) = (rows, out.is_empty()) {
+                out.reserve_exact(n);
+                self.expected_objects = distinct_objects.then_some(n);
+            }
             out.push(decode(self, row)?);
             Ok(())
-        })?;
+        });
+        self.expected_objects = None;
+        result?;
         Ok(out)
     }
 
     /// The identity-mapped object of `T` whose columns start at `at` in `row`.
+    #[inline]
     pub(crate) fn entity_at<T: Mapped>(
         &mut self,
         row: &Row<'_>,
         at: usize,
     ) -> orm_core::error::Result<Obj<T>> {
-        let template = self.persistent(());
-        object_from_row(self.store::<T>(), &template, row, at)
+        let store = store_in::<T>(&mut self.types, &mut self.stores);
+        if let Some(n) = self.expected_objects.take() {
+            store.reserve(n);
+        }
+        object_from_row(store, &self.link, row, at)
     }
 
     /// Runs a SELECT of all columns of `T` and returns its rows as identity-mapped objects.
     pub(crate) fn load<T: Mapped>(&mut self, select: Select) -> Result<Vec<Obj<T>>> {
         let conn = self.connection()?;
         let mut out = Vec::new();
-        let template = self.persistent(());
-        let store = self.store::<T>();
-        conn.query_statement(Statement::Select(select), |row| {
-            out.push(object_from_row(store, &template, row, 0)?);
+        let store = store_in::<T>(&mut self.types, &mut self.stores);
+        conn.query_statement_counted(Statement::Select(select), |row, rows| {
+            if let (Some(n), true) = (rows, out.is_empty()) {
+                out.reserve_exact(n);
+                store.reserve(n);
+            }
+            out.push(object_from_row(store, &self.link, row, 0)?);
             Ok(())
         })?;
         Ok(out)
     }
 }
 
+/// The store of `T` among `stores` (created when missing). A linear scan of the types beats
+/// hashing for the few types one session uses.
+#[inline]
+fn store_in<'a, T: Mapped>(
+    types: &mut Vec<TypeId>,
+    stores: &'a mut Vec<Box<dyn AnyStore>>,
+) -> &'a mut Store<T> {
+    let ty = TypeId::of::<T>();
+    let i = match types.iter().position(|t| *t == ty) {
+        Some(i) => i,
+        None => {
+            stores.push(Box::new(Store::<T>::default()));
+            types.push(ty);
+            stores.len() - 1
+        }
+    };
+    stores[i]
+        .as_any()
+        .downcast_mut()
+        .expect("store of the right type")
+}
+
 /// The identity-mapped object for one row: the object already held for its key (reloaded if
-/// expired), or a new persistent object built on `template`'s bookkeeping.
+/// expired), or a new persistent object loaded under `link` (the session's current link).
 fn object_from_row<T: Mapped>(
     store: &mut Store<T>,
-    template: &ObjData<()>,
+    link: &Arc<Link>,
     row: &Row<'_>,
     at: usize,
 ) -> orm_core::error::Result<Obj<T>> {
@@ -679,30 +693,22 @@ fn object_from_row<T: Mapped>(
             let mut d = obj.lock_data();
             if d.is_wholly_expired() {
                 d.value = T::from_row(row, at)?;
-                d.changed = ColumnSet::default();
-                d.mark_loaded();
-            } else if let Some(columns) = d.expired_columns.take() {
+                d.clear_changes();
+                d.mark_loaded(Some(link));
+            } else if let Some(columns) = d.take_expired_columns() {
                 let fresh = T::from_row(row, at)?;
                 for c in columns.iter() {
                     d.value.set_column(c, fresh.column_value(c))?;
                 }
-                d.mark_loaded();
+                d.mark_loaded(Some(link));
             }
             Ok(())
         },
-        || {
-            Ok(Obj::with_data(ObjData {
-                value: T::from_row(row, at)?,
-                link: template.link.clone(),
-                status: Status::Persistent,
-                identity: true,
-                epoch: template.epoch,
-                expired: false,
-                expired_columns: None,
-                changed: ColumnSet::default(),
-                queued: false,
-                key_generated: false,
-            }))
+        |key| {
+            Ok(Obj::with_data(ObjData::persistent(
+                T::from_row_with_key(row, at, key)?,
+                link,
+            )))
         },
     )
 }

@@ -15,15 +15,15 @@
 use std::any::Any;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
 use orm_core::engine::Connection;
-use orm_core::model::{ColumnSet, Mapped};
+use orm_core::model::Mapped;
 use orm_core::schema::Table;
 use parking_lot::RwLock;
 
 use crate::error::Result;
-use crate::object::{Obj, ObjData};
+use crate::object::{Link, Obj, ObjData};
 use crate::state::Status;
 use crate::unit_of_work::execute;
 use crate::unit_of_work::relations::{self, TypeOps};
@@ -78,6 +78,15 @@ impl<T: Mapped> Store<T> {
         self.identity.insert(key, obj.downgrade());
     }
 
+    /// Makes room for `n` more objects about to be loaded (at most: rows of objects already
+    /// held take none). They stay alive until the load ends, so no sweep is due before.
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.sweep();
+        let n = n.saturating_sub(self.identity.len());
+        self.identity.reserve(n);
+        self.sweep_at = self.sweep_at.max(self.identity.len() + n);
+    }
+
     /// Drops dead entries when the map has doubled since the last sweep (amortized O(1)).
     fn sweep(&mut self) {
         if self.identity.len() >= self.sweep_at {
@@ -88,11 +97,13 @@ impl<T: Mapped> Store<T> {
 
     /// The object for a loaded row's key, hashing the key once: the held object (passed to
     /// `found`, e.g. to reload it if expired) or a new one from `create`, entered in the map.
+    /// `create` is given the key.
+    #[inline]
     pub(crate) fn load_row<E>(
         &mut self,
         key: T::Key,
         found: impl FnOnce(&Obj<T>) -> Result<(), E>,
-        create: impl FnOnce() -> Result<Obj<T>, E>,
+        create: impl FnOnce(T::Key) -> Result<Obj<T>, E>,
     ) -> Result<Obj<T>, E> {
         self.sweep();
         match self.identity.entry(key) {
@@ -102,13 +113,13 @@ impl<T: Mapped> Store<T> {
                     Ok(obj)
                 }
                 None => {
-                    let obj = create()?;
+                    let obj = create(e.key().clone())?;
                     e.insert(obj.downgrade());
                     Ok(obj)
                 }
             },
             Entry::Vacant(e) => {
-                let obj = create()?;
+                let obj = create(e.key().clone())?;
                 e.insert(obj.downgrade());
                 Ok(obj)
             }
@@ -148,7 +159,7 @@ impl<T: Mapped> Store<T> {
                 continue;
             };
             if let Some(held) = self.lookup(&key) {
-                if !held.ptr_eq(obj) && held.lock_data().status != Status::Deleted {
+                if !held.ptr_eq(obj) && held.lock_data().status() != Status::Deleted {
                     return Err(crate::error::Error::IdentityConflict {
                         table: T::TABLE.name,
                         key: format!("{key:?}"),
@@ -174,12 +185,12 @@ impl<T: Mapped> Store<T> {
     pub(crate) fn deleted_in_bulk(&mut self, obj: &Obj<T>) {
         let key = {
             let mut d = obj.lock_data();
-            if d.status == Status::Deleted {
+            if d.status() == Status::Deleted {
                 return;
             }
-            d.status = Status::Deleted;
-            d.queued = false;
-            d.changed = ColumnSet::default();
+            d.set_status(Status::Deleted);
+            d.set_queued(false);
+            d.clear_changes();
             d.value.key()
         };
         self.dirty.retain(|o| !o.ptr_eq(obj));
@@ -194,17 +205,17 @@ impl<T: Mapped> Store<T> {
     fn expunge_new(&mut self, obj: &Obj<T>) {
         let key = {
             let mut d = obj.lock_data();
-            let key = if d.identity { d.value.key() } else { None };
+            let key = if d.identity() { d.value.key() } else { None };
             // A key the database generated in a rolled-back transaction never existed; a key
             // the user chose stays.
-            if std::mem::take(&mut d.key_generated) {
+            if d.take_key_generated() {
                 d.value.clear_generated_key();
             }
-            d.link = None;
-            d.identity = false;
-            d.status = Status::Pending;
-            d.changed = ColumnSet::default();
-            d.queued = false;
+            d.set_identity(false);
+            d.set_status(Status::Pending);
+            d.clear_changes();
+            d.set_queued(false);
+            d.relink(None);
             key
         };
         if let Some(key) = key {
@@ -234,7 +245,8 @@ pub(crate) trait AnyStore: Send {
     fn flush_deletes(&mut self, conn: &Connection) -> Result<()>;
     /// After every statement of a flush succeeded: move objects to their new states.
     /// `in_savepoint`: remember updated objects, for a savepoint rollback to expire them.
-    fn finish_flush(&mut self, in_savepoint: bool);
+    /// `link`: the session's current link.
+    fn finish_flush(&mut self, in_savepoint: bool, link: &Arc<Link>);
     /// After a failed flush: forget generated keys handed out by the failed flush.
     fn undo_flush(&mut self);
     /// The current lengths of the transaction logs.
@@ -278,14 +290,14 @@ impl<T: Mapped> AnyStore for Store<T> {
         execute::delete(conn, &self.deleted)
     }
 
-    fn finish_flush(&mut self, in_savepoint: bool) {
+    fn finish_flush(&mut self, in_savepoint: bool, link: &Arc<Link>) {
         for obj in std::mem::take(&mut self.new) {
             let key = {
                 let mut d = obj.lock_data();
-                d.status = Status::Persistent;
-                d.identity = true;
-                d.changed = ColumnSet::default();
-                d.mark_loaded();
+                d.set_status(Status::Persistent);
+                d.set_identity(true);
+                d.clear_changes();
+                d.mark_loaded(Some(link));
                 d.value.key()
             };
             if let Some(key) = key {
@@ -295,11 +307,11 @@ impl<T: Mapped> AnyStore for Store<T> {
         }
         for obj in self.dirty.drain(..) {
             let mut d = obj.lock_data();
-            d.queued = false;
+            d.set_queued(false);
             // The version the UPDATE wrote (no-op without a version column).
             execute::after_update(&mut d);
-            if d.status == Status::Persistent && !d.changed.is_empty() {
-                d.changed = ColumnSet::default();
+            if d.status() == Status::Persistent && d.is_modified() {
+                d.clear_changes();
                 if in_savepoint {
                     self.updated.push(obj.downgrade());
                 }
@@ -308,10 +320,10 @@ impl<T: Mapped> AnyStore for Store<T> {
         for obj in std::mem::take(&mut self.deleted) {
             let key = {
                 let mut d = obj.lock_data();
-                d.status = Status::Deleted;
+                d.set_status(Status::Deleted);
                 // Changes made before the delete were not written, and never will be.
-                d.changed = ColumnSet::default();
-                d.queued = false;
+                d.clear_changes();
+                d.set_queued(false);
                 d.value.key()
             };
             if let Some(key) = key {
@@ -327,7 +339,7 @@ impl<T: Mapped> AnyStore for Store<T> {
         }
         for obj in &self.new {
             let mut d = obj.lock_data();
-            if std::mem::take(&mut d.key_generated) {
+            if d.take_key_generated() {
                 d.value.clear_generated_key();
             }
         }
@@ -364,11 +376,11 @@ impl<T: Mapped> AnyStore for Store<T> {
         for obj in restored {
             let key = {
                 let mut d = obj.lock_data();
-                d.status = Status::Persistent;
+                d.set_status(Status::Persistent);
                 // Its row is back as it was: reload rather than trust what is in memory.
-                d.expired = true;
-                d.changed = ColumnSet::default();
-                d.queued = false;
+                d.set_expired(true);
+                d.clear_changes();
+                d.set_queued(false);
                 d.value.key()
             };
             if let Some(key) = key {
@@ -385,20 +397,20 @@ impl<T: Mapped> AnyStore for Store<T> {
             .collect();
         for obj in changed {
             let mut d = obj.lock_data();
-            d.queued = false;
-            d.changed = ColumnSet::default();
-            d.expired = true;
+            d.set_queued(false);
+            d.clear_changes();
+            d.set_expired(true);
         }
     }
 
     fn after_commit(&mut self) {
         // Committed keys are for good.
         for obj in self.inserted.drain(..).filter_map(|s| Obj::upgrade(&s)) {
-            obj.lock_data().key_generated = false;
+            obj.lock_data().set_key_generated(false);
         }
         self.updated.clear();
         for obj in self.removed.drain(..).filter_map(|s| Obj::upgrade(&s)) {
-            obj.lock_data().link = None;
+            obj.lock_data().relink(None);
         }
     }
 

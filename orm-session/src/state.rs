@@ -33,3 +33,21 @@ pub(crate) enum Status {
     /// Its DELETE was flushed in the current transaction.
     Deleted,
 }
+
+impl Status {
+    /// The status as stored in an object's bookkeeping word (two bits at `STATUS_SHIFT`).
+    #[inline]
+    pub(crate) const fn bits(self) -> u64 {
+        (self as u64) << crate::object::STATUS_SHIFT
+    }
+
+    #[inline]
+    pub(crate) const fn from_bits(bits: u64) -> Status {
+        match (bits >> crate::object::STATUS_SHIFT) & 0b11 {
+            0 => Status::Pending,
+            1 => Status::Persistent,
+            2 => Status::MarkedDeleted,
+            _ => Status::Deleted,
+        }
+    }
+}

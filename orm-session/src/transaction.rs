@@ -134,7 +134,7 @@ impl Core {
         let in_savepoint = !self.frames.is_empty();
         self.stores
             .iter_mut()
-            .for_each(|s| s.finish_flush(in_savepoint));
+            .for_each(|s| s.finish_flush(in_savepoint, &self.link));
         Ok(())
     }
 
@@ -184,7 +184,9 @@ impl Core {
     }
 
     pub(crate) fn expire_all(&mut self) {
-        self.link.epoch.fetch_add(1, Ordering::AcqRel);
+        let session = self.session_link().clone();
+        session.epoch.fetch_add(1, Ordering::AcqRel);
+        self.link = crate::object::Link::current(&session);
     }
 
     pub(crate) fn commit(&mut self) -> Result<()> {

@@ -5,7 +5,7 @@ use orm::prelude::*;
 use orm::{CoreError, Error, Synchronize};
 
 use crate::models::{create_schema, Address, Tag, User};
-use crate::support::{count_rows, for_each_db, TestDb};
+use crate::support::{capture, count_rows, for_each_db, TestDb};
 
 fn factory(db: &TestDb) -> SessionMaker {
     create_schema(&db.engine());
@@ -357,6 +357,187 @@ fn a_bulk_update_inside_a_savepoint_is_expired_by_its_rollback() {
         sp.rollback(&mut s)?;
         assert!(u.is_expired());
         assert_eq!(u.read()?.age, 30, "reloaded as the savepoint left it");
+        Ok(())
+    });
+}
+
+/// A table wider than the object's inline change word (56 columns): changes to the columns past
+/// it are recorded beside the object and must behave exactly as the others.
+#[derive(Mapped, Debug)]
+#[mapped(table = "wide_rows")]
+struct Wide {
+    #[mapped(primary_key)]
+    id: Option<i64>,
+    c1: i32,
+    c2: i32,
+    c3: i32,
+    c4: i32,
+    c5: i32,
+    c6: i32,
+    c7: i32,
+    c8: i32,
+    c9: i32,
+    c10: i32,
+    c11: i32,
+    c12: i32,
+    c13: i32,
+    c14: i32,
+    c15: i32,
+    c16: i32,
+    c17: i32,
+    c18: i32,
+    c19: i32,
+    c20: i32,
+    c21: i32,
+    c22: i32,
+    c23: i32,
+    c24: i32,
+    c25: i32,
+    c26: i32,
+    c27: i32,
+    c28: i32,
+    c29: i32,
+    c30: i32,
+    c31: i32,
+    c32: i32,
+    c33: i32,
+    c34: i32,
+    c35: i32,
+    c36: i32,
+    c37: i32,
+    c38: i32,
+    c39: i32,
+    c40: i32,
+    c41: i32,
+    c42: i32,
+    c43: i32,
+    c44: i32,
+    c45: i32,
+    c46: i32,
+    c47: i32,
+    c48: i32,
+    c49: i32,
+    c50: i32,
+    c51: i32,
+    c52: i32,
+    c53: i32,
+    c54: i32,
+    c55: i32,
+    c56: i32,
+    c57: i32,
+    c58: i32,
+    c59: i32,
+    c60: i32,
+    c61: i32,
+}
+
+#[test]
+fn changes_and_expiry_of_columns_past_the_inline_word_are_kept() {
+    for_each_db(|db| {
+        Metadata::of::<(Wide,)>().create_all(&db.engine())?;
+        let f = sessionmaker().bind(db.engine()).build();
+        let mut s = f.session();
+        let w = s.add(Wide {
+            id: None,
+            c1: 0,
+            c2: 0,
+            c3: 0,
+            c4: 0,
+            c5: 0,
+            c6: 0,
+            c7: 0,
+            c8: 0,
+            c9: 0,
+            c10: 0,
+            c11: 0,
+            c12: 0,
+            c13: 0,
+            c14: 0,
+            c15: 0,
+            c16: 0,
+            c17: 0,
+            c18: 0,
+            c19: 0,
+            c20: 0,
+            c21: 0,
+            c22: 0,
+            c23: 0,
+            c24: 0,
+            c25: 0,
+            c26: 0,
+            c27: 0,
+            c28: 0,
+            c29: 0,
+            c30: 0,
+            c31: 0,
+            c32: 0,
+            c33: 0,
+            c34: 0,
+            c35: 0,
+            c36: 0,
+            c37: 0,
+            c38: 0,
+            c39: 0,
+            c40: 0,
+            c41: 0,
+            c42: 0,
+            c43: 0,
+            c44: 0,
+            c45: 0,
+            c46: 0,
+            c47: 0,
+            c48: 0,
+            c49: 0,
+            c50: 0,
+            c51: 0,
+            c52: 0,
+            c53: 0,
+            c54: 0,
+            c55: 0,
+            c56: 0,
+            c57: 0,
+            c58: 0,
+            c59: 0,
+            c60: 0,
+            c61: 0,
+        })?;
+        s.commit()?;
+        w.set(Wide::c60, 6)?;
+        w.set(Wide::c2, 2)?;
+        assert!(w.is_modified());
+        // Detached and added back, it keeps its changes, and the UPDATE carries exactly them.
+        s.expunge(&w)?;
+        assert!(w.is_modified());
+        s.add(&w)?;
+        let ((), sql) = capture(|| s.flush().expect("flush"));
+        let update = sql
+            .iter()
+            .find(|q| q.starts_with("UPDATE"))
+            .expect("an UPDATE");
+        assert!(
+            update.contains("\"c60\"") && update.contains("\"c2\""),
+            "{update}"
+        );
+        assert!(
+            !update.contains("\"c59\"") && !update.contains("\"c61\""),
+            "{update}"
+        );
+        assert!(!w.is_modified());
+        s.commit()?;
+
+        // Expiring one wide column discards its change only; detached, the object refuses to
+        // read rather than return the stale column.
+        w.set(Wide::c61, 61)?;
+        w.set(Wide::c58, 58)?;
+        s.expire_columns(&w, &[&Wide::c61])?;
+        assert!(w.is_expired() && w.is_modified());
+        s.expunge(&w)?;
+        assert!(matches!(w.read(), Err(Error::DetachedInstance { .. })));
+        s.add(&w)?;
+        assert_eq!(w.read()?.c61, 0, "reloaded from the row");
+        assert_eq!(w.read()?.c58, 58, "the unflushed change survives");
+        s.commit()?;
+        assert_eq!(w.read()?.c58, 58);
         Ok(())
     });
 }

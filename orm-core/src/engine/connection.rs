@@ -152,7 +152,7 @@ impl Inner {
         &mut self,
         sql: &str,
         params: &[Value],
-        f: &mut dyn FnMut(&Row<'_>) -> Result<()>,
+        f: &mut dyn FnMut(&Row<'_>, Option<usize>) -> Result<()>,
     ) -> Result<()> {
         log(self.echo, sql, params);
         match &mut *self.conn {
@@ -165,7 +165,7 @@ impl Inner {
                     params.iter().map(|p| p as _).collect();
                 let rows = client.query(&stmt, &refs).map_err(Error::from_postgres)?;
                 for row in &rows {
-                    f(&Row::Postgres(row))?;
+                    f(&Row::Postgres(row), Some(rows.len()))?;
                 }
                 Ok(())
             }
@@ -175,7 +175,7 @@ impl Inner {
                     .query(rusqlite::params_from_iter(params.iter()))
                     .map_err(Error::from_sqlite)?;
                 while let Some(row) = rows.next().map_err(Error::from_sqlite)? {
-                    f(&Row::Sqlite(row))?;
+                    f(&Row::Sqlite(row), None)?;
                 }
                 Ok(())
             }
@@ -234,6 +234,18 @@ impl Connection {
         params: &[Value],
         mut f: impl FnMut(&Row<'_>) -> Result<()>,
     ) -> Result<()> {
+        self.query_counted(sql, params, |row, _| f(row))
+    }
+
+    /// As [`query`](Self::query), also passing `f` the number of rows of the whole result when
+    /// the driver knows it before the first row (PostgreSQL, whose result is read in one call;
+    /// SQLite streams rows: `None`), so that callers can reserve room.
+    pub fn query_counted(
+        &self,
+        sql: &str,
+        params: &[Value],
+        mut f: impl FnMut(&Row<'_>, Option<usize>) -> Result<()>,
+    ) -> Result<()> {
         let mut inner = self.inner.lock();
         let result = inner.query(sql, params, &mut f);
         inner.note_failure(result.is_err());
@@ -254,6 +266,16 @@ impl Connection {
     ) -> Result<()> {
         let Rendered { sql, params } = render(self.dialect, statement);
         self.query(&sql, &params, f)
+    }
+
+    /// Renders `statement` and runs it as a query; see [`query_counted`](Self::query_counted).
+    pub fn query_statement_counted(
+        &self,
+        statement: Statement,
+        f: impl FnMut(&Row<'_>, Option<usize>) -> Result<()>,
+    ) -> Result<()> {
+        let Rendered { sql, params } = render(self.dialect, statement);
+        self.query_counted(&sql, &params, f)
     }
 
     /// Whether a transaction begun with [`begin`](Self::begin) is open.

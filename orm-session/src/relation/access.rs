@@ -172,7 +172,7 @@ impl<T: Mapped> Obj<T> {
             if rel.collection(&d.value).is_loaded() {
                 return Ok(());
             }
-            if !d.identity {
+            if !d.identity() {
                 rel.collection_mut(&mut d.value).items = Some(Vec::new());
                 return Ok(());
             }
@@ -239,7 +239,7 @@ impl<T: Mapped> Obj<T> {
                 .items
                 .get_or_insert_with(Vec::new)
                 .push(child.clone());
-            (d.value.key(), d.identity)
+            (d.value.key(), d.identity())
         };
         if let Some(back) = rel.back {
             let old = back(&mut child.write()?.value).target.get();
@@ -268,7 +268,7 @@ impl<T: Mapped> Obj<T> {
         let orphan = rel.def.cascade.delete_orphan;
         if !orphan {
             check_nullable::<T, C>(fk)?;
-        } else if self.session().is_none() && self.read_data()?.identity {
+        } else if self.session().is_none() && self.read_data()?.identity() {
             // No session to delete the orphan at its next flush.
             return Err(Error::DetachedCollection {
                 relationship: format!("{}.{}", T::TABLE.name, rel.def.name),
@@ -317,7 +317,7 @@ impl<T: Mapped> Obj<T> {
     fn link_session<C: Mapped>(&self, rel: &ManyToMany<T, C>) -> Result<Option<Arc<Shared>>> {
         match self.session() {
             Some(shared) => Ok(Some(shared)),
-            None if self.read_data()?.identity => Err(Error::DetachedCollection {
+            None if self.read_data()?.identity() => Err(Error::DetachedCollection {
                 relationship: format!("{}.{}", T::TABLE.name, rel.def.name),
             }),
             None => Ok(None),
@@ -412,7 +412,7 @@ impl<T: Mapped> Obj<T> {
             let mut pd = p.write()?;
             parent_key = pd.value.key();
             if let Some(back) = rel.back {
-                let has_row = pd.identity;
+                let has_row = pd.identity();
                 let collection = back(&mut pd.value);
                 if collection.is_loaded() || !has_row {
                     let items = collection.items.get_or_insert_with(Vec::new);

@@ -234,7 +234,7 @@ where
             {
                 let d = parent.read_data()?;
                 // A collection in memory keeps its unflushed changes.
-                if !d.identity || self.rel.collection(&d.value).is_loaded() {
+                if !d.identity() || self.rel.collection(&d.value).is_loaded() {
                     continue;
                 }
             }

@@ -83,7 +83,7 @@ impl Core {
         let mut targets: Vec<(P::Key, Obj<P>)> = Vec::new();
         for parent in parents {
             let d = parent.read_data()?;
-            if d.identity && !rel.collection(&d.value).is_loaded() {
+            if d.identity() && !rel.collection(&d.value).is_loaded() {
                 if let Some(key) = d.value.key() {
                     targets.push((key, parent.clone()));
                 }

@@ -192,7 +192,7 @@ impl<P: Mapped, C: Mapped> ManyToMany<P, C> {
             return Ok(());
         }
         let mut d = child.write()?;
-        let has_row = d.identity;
+        let has_row = d.identity();
         let collection = back(&mut d.value);
         if collection.is_loaded() || !has_row {
             let items = collection.items.get_or_insert_with(Vec::new);
@@ -220,7 +220,7 @@ impl<P: Mapped, C: Mapped> RelationOps<P> for ManyToMany<P, C> {
     fn cascade_add(&self, obj: &Obj<P>, core: &mut Core) -> Result<()> {
         let (children, has_row) = {
             let d = obj.lock_data();
-            (self.children(&d), d.identity)
+            (self.children(&d), d.identity())
         };
         for child in children {
             if !has_row {
@@ -259,7 +259,7 @@ impl<P: Mapped, C: Mapped> RelationOps<P> for ManyToMany<P, C> {
         core.load_collections(self, parents, false)?;
         for parent in parents {
             for child in self.children(&parent.lock_data()) {
-                let status = child.lock_data().status;
+                let status = child.lock_data().status();
                 if !matches!(status, Status::MarkedDeleted | Status::Deleted) {
                     delete_cascaded(&child, core)?;
                 }
@@ -307,7 +307,7 @@ impl<P: Mapped, C: Mapped> RelationOps<P> for ManyToMany<P, C> {
         }
         let old = {
             let d = target.lock_data();
-            if load || !d.identity {
+            if load || !d.identity() {
                 self.children(&d)
             } else {
                 children.clone()
@@ -350,7 +350,7 @@ impl<T: Mapped> End for Obj<T> {
     }
     fn is_deleted(&self) -> bool {
         matches!(
-            self.lock_data().status,
+            self.lock_data().status(),
             Status::MarkedDeleted | Status::Deleted
         )
     }
@@ -363,7 +363,7 @@ impl<T: Mapped> End for Obj<T> {
 pub(crate) type Cleanup = (&'static Table, &'static ForeignKey, Vec<Vec<Value>>);
 
 /// An association row to insert or delete at the next flush.
-pub(crate) struct Link {
+pub(crate) struct LinkChange {
     table: &'static Table,
     /// `Struct.field` of the relationship that recorded it.
     relationship: (&'static str, &'static str),
@@ -373,8 +373,8 @@ pub(crate) struct Link {
     insert: bool,
 }
 
-impl Link {
-    fn same_row(&self, other: &Link) -> bool {
+impl LinkChange {
+    fn same_row(&self, other: &LinkChange) -> bool {
         std::ptr::eq(self.table, other.table)
             && self
                 .ends
@@ -429,7 +429,7 @@ impl Core {
         if remote.columns[0] < local.columns[0] {
             ends.swap(0, 1);
         }
-        let link = Link {
+        let link = LinkChange {
             table: rel.secondary,
             relationship: (P::TABLE.name, rel.def.name),
             ends,
@@ -441,7 +441,7 @@ impl Core {
             }
             return Ok(());
         }
-        let both_have_rows = parent.lock_data().identity && child.lock_data().identity;
+        let both_have_rows = parent.lock_data().identity() && child.lock_data().identity();
         if insert || both_have_rows {
             self.links.push(link);
         }
@@ -461,7 +461,7 @@ impl Core {
     }
 }
 
-fn write_links(conn: &Connection, links: &[Link], cleanup: &[Cleanup]) -> Result<()> {
+fn write_links(conn: &Connection, links: &[LinkChange], cleanup: &[Cleanup]) -> Result<()> {
     for (table, columns, rows) in group(links.iter().filter(|l| !l.insert))? {
         for chunk in chunks(conn, &columns, rows) {
             let n = chunk.len() as u64;
@@ -525,7 +525,7 @@ type Rows = (&'static Table, Vec<usize>, Vec<Vec<Value>>);
 
 /// The rows of `links`, grouped by association table (and column order), in first-seen
 /// order.
-fn group<'a>(links: impl Iterator<Item = &'a Link>) -> Result<Vec<Rows>> {
+fn group<'a>(links: impl Iterator<Item = &'a LinkChange>) -> Result<Vec<Rows>> {
     let mut out: Vec<Rows> = Vec::new();
     for link in links {
         let columns = link.columns();

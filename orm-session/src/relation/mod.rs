@@ -432,7 +432,7 @@ pub(crate) fn set_fk<P: Mapped, C: Mapped>(
             continue;
         }
         d.value.set_column(c, v)?;
-        d.changed.insert(c);
+        d.record_change(c);
         changed = true;
     }
     Ok(changed)

@@ -61,7 +61,7 @@ pub(crate) fn expunge_if_held<T: Mapped>(obj: &Obj<T>, core: &mut Core) -> Resul
 
 /// Delete cascade: deletes `obj`, or expunges it if it never had a row.
 pub(crate) fn delete_cascaded<T: Mapped>(obj: &Obj<T>, core: &mut Core) -> Result<()> {
-    if obj.lock_data().identity {
+    if obj.lock_data().identity() {
         core.delete(obj)
     } else {
         expunge_if_held(obj, core)
@@ -114,7 +114,7 @@ impl<P: Mapped, C: Mapped> OneToMany<P, C> {
         if let Some(key) = parent_key {
             changed = set_fk::<P, C>(&mut d, self.fk()?, Some(key))?;
         }
-        Ok(changed && d.status == Status::Persistent && !d.queued)
+        Ok(changed && d.status() == Status::Persistent && !d.queued())
     }
 }
 
@@ -125,7 +125,7 @@ impl<P: Mapped, C: Mapped> RelationOps<P> for OneToMany<P, C> {
         }
         let (children, key, has_row) = {
             let d = obj.lock_data();
-            (self.children(&d), d.value.key(), d.identity)
+            (self.children(&d), d.value.key(), d.identity())
         };
         for child in children {
             if same(obj, &child) {
@@ -157,7 +157,7 @@ impl<P: Mapped, C: Mapped> RelationOps<P> for OneToMany<P, C> {
         for parent in parents {
             let children = self.children(&parent.lock_data());
             for child in children {
-                let status = child.lock_data().status;
+                let status = child.lock_data().status();
                 if matches!(status, Status::MarkedDeleted | Status::Deleted) {
                     continue;
                 }
@@ -179,7 +179,7 @@ impl<P: Mapped, C: Mapped> RelationOps<P> for OneToMany<P, C> {
                         },
                         e => e,
                     })?;
-                    changed && d.status == Status::Persistent && !d.queued
+                    changed && d.status() == Status::Persistent && !d.queued()
                 };
                 if queue {
                     core.queue_dirty(&child);
@@ -237,7 +237,7 @@ impl<P: Mapped, C: Mapped> RelationOps<P> for OneToMany<P, C> {
         };
         let (key, has_row, old) = {
             let d = target.lock_data();
-            (d.value.key(), d.identity, self.children(&d))
+            (d.value.key(), d.identity(), self.children(&d))
         };
         for child in &children {
             if self.point_child(target, key.as_ref(), has_row, child, true)? {
@@ -256,7 +256,7 @@ impl<P: Mapped, C: Mapped> RelationOps<P> for OneToMany<P, C> {
                 if let Some(back) = self.back {
                     back(&mut d.value).target = Target::Empty;
                 }
-                set_fk::<P, C>(&mut d, fk, None)? && d.status == Status::Persistent && !d.queued
+                set_fk::<P, C>(&mut d, fk, None)? && d.status() == Status::Persistent && !d.queued()
             };
             if queue {
                 core.queue_dirty(child);
@@ -366,7 +366,7 @@ impl<C: Mapped, P: Mapped> RelationOps<C> for ManyToOne<C, P> {
             let p = parent.inner.try_read().ok_or(Error::CircularRows {
                 table: C::TABLE.name,
             })?;
-            (p.value.key(), p.identity)
+            (p.value.key(), p.identity())
         };
         // A parent without a key yet is inserted later in this flush (its table comes first,
         // or its row is ordered first within the table); its insert fills this key in.
@@ -427,7 +427,7 @@ impl<C: Mapped, P: Mapped> RelationOps<C> for ManyToOne<C, P> {
         let (key, held) = match &parent {
             Some(p) if !same(p, target) => {
                 let mut pd = p.lock_data();
-                let held = pd.identity && self.back.is_some_and(|b| holds(b, &mut pd, target));
+                let held = pd.identity() && self.back.is_some_and(|b| holds(b, &mut pd, target));
                 (pd.value.key(), held)
             }
             Some(p) => (p.lock_data().value.key(), false),
@@ -446,7 +446,7 @@ impl<C: Mapped, P: Mapped> RelationOps<C> for ManyToOne<C, P> {
                 // The parent is new: the flush fills the key in.
                 (Some(_), None) => true,
             };
-            changed && d.status == Status::Persistent && !d.queued
+            changed && d.status() == Status::Persistent && !d.queued()
         };
         if queue {
             core.queue_dirty(target);

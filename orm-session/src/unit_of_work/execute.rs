@@ -145,7 +145,7 @@ fn insert_group<T: Mapped>(
                 for (obj, key) in chunk.iter().zip(keys) {
                     let mut d = obj.lock_data();
                     d.value.set_generated_key(key)?;
-                    d.key_generated = true;
+                    d.set_key_generated(true);
                 }
             }
         }
@@ -157,7 +157,7 @@ fn insert_group<T: Mapped>(
 /// expired as a whole (expiry discards unflushed changes, as `expire_all` does in O(1)).
 #[inline]
 pub(crate) fn is_updated<T>(d: &ObjData<T>) -> bool {
-    d.status == Status::Persistent && !d.changed.is_empty() && !d.is_wholly_expired()
+    d.status() == Status::Persistent && d.is_modified() && !d.is_wholly_expired()
 }
 
 /// The version an UPDATE writes: the held version + 1. It wraps at the type's maximum (the
@@ -220,7 +220,7 @@ fn update_group<'a, T: Mapped>(dirty: &'a [Obj<T>], set: &ColumnSet) -> Vec<&'a 
         .iter()
         .filter(|o| {
             let d = o.lock_data();
-            is_updated(&d) && set_columns::<T>(&d.changed) == *set
+            is_updated(&d) && set_columns::<T>(&d.changed()) == *set
         })
         .collect()
 }
@@ -247,7 +247,7 @@ pub(crate) fn update<T: Mapped>(conn: &Connection, dirty: &[Obj<T>]) -> Result<(
         if !is_updated(&d) {
             continue;
         }
-        let set = set_columns::<T>(&d.changed);
+        let set = set_columns::<T>(&d.changed());
         let row = update_row(&d.value, &set, &matched);
         let g = *index.entry(set).or_insert_with_key(|set| {
             groups.push((set.clone(), Vec::new()));

@@ -80,7 +80,7 @@ impl<T: Mapped> TypeOps for Ops<T> {
         let dirty = core.store::<T>().dirty.clone();
         for obj in &dirty {
             let mut d = obj.lock_data();
-            if d.status != Status::Persistent {
+            if d.status() != Status::Persistent {
                 continue;
             }
             for rel in relations_of::<T>() {
@@ -178,7 +178,7 @@ impl<T: Mapped> Orphan for Obj<T> {
         }
         let (status, identity) = {
             let d = self.lock_data();
-            (d.status, d.identity)
+            (d.status(), d.identity())
         };
         match status {
             Status::Persistent if identity => core.delete(&self),
