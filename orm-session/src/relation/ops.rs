@@ -125,7 +125,11 @@ impl<P: Mapped, C: Mapped> RelationOps<P> for OneToMany<P, C> {
         }
         let (children, key, has_row) = {
             let d = obj.lock_data();
-            (self.children(&d), d.value.key(), d.identity())
+            let children = self.children(&d);
+            if children.is_empty() {
+                return Ok(());
+            }
+            (children, d.value.key(), d.identity())
         };
         for child in children {
             if same(obj, &child) {
@@ -197,7 +201,11 @@ impl<P: Mapped, C: Mapped> RelationOps<P> for OneToMany<P, C> {
         for parent in parents {
             let (children, key) = {
                 let d = parent.lock_data();
-                (self.children(&d), d.value.key())
+                let children = self.children(&d);
+                if children.is_empty() {
+                    continue;
+                }
+                (children, d.value.key())
             };
             for child in children {
                 if self.point_child(parent, key.as_ref(), true, &child, false)? {
