@@ -5,7 +5,7 @@
 use orm::prelude::*;
 use orm::Error;
 
-use crate::support::{capture, count_rows, for_each_db, query_i64, TestDb};
+use crate::support::{capture, count_rows, for_each_db, query_i64, shape, TestDb};
 
 #[derive(Mapped, Debug)]
 #[mapped(table = "articles")]
@@ -126,25 +126,6 @@ fn factory(db: &TestDb) -> SessionMaker {
         .create_all(&db.engine())
         .expect("create_all");
     sessionmaker().bind(db.engine()).build()
-}
-
-/// `VERB table` of each statement that is not transaction control.
-fn shape(statements: &[String]) -> Vec<String> {
-    crate::support::without_transaction_control(statements)
-        .iter()
-        .map(|sql| {
-            let words: Vec<&str> = sql.split_whitespace().collect();
-            let table = match words[0] {
-                "INSERT" | "DELETE" => words[2],
-                "UPDATE" => words[1],
-                _ => words
-                    .iter()
-                    .position(|w| *w == "FROM")
-                    .map_or("?", |i| words[i + 1]),
-            };
-            format!("{} {}", words[0], table.trim_matches('"'))
-        })
-        .collect()
 }
 
 fn names(tags: &[Obj<Tag>]) -> Vec<String> {

@@ -6,7 +6,8 @@ use orm::prelude::*;
 use orm::Error;
 
 use crate::support::{
-    capture, count_prefix, count_rows, for_each_db, query_i64, without_transaction_control, TestDb,
+    capture, count_prefix, count_rows, for_each_db, query_i64, shape, without_transaction_control,
+    TestDb,
 };
 
 /// A customer, its orders (deleted with it, and when removed from it), their lines.
@@ -148,25 +149,6 @@ fn factory(db: &TestDb) -> SessionMaker {
         .create_all(&db.engine())
         .expect("create_all");
     sessionmaker().bind(db.engine()).build()
-}
-
-/// `VERB table` of each statement, without transaction control: `INSERT orders`.
-fn shape(statements: &[String]) -> Vec<String> {
-    without_transaction_control(statements)
-        .iter()
-        .map(|sql| {
-            let words: Vec<&str> = sql.split_whitespace().collect();
-            let table = match words[0] {
-                "INSERT" | "DELETE" => words[2],
-                "UPDATE" => words[1],
-                _ => words
-                    .iter()
-                    .position(|w| *w == "FROM")
-                    .map_or("?", |i| words[i + 1]),
-            };
-            format!("{} {}", words[0], table.trim_matches('"'))
-        })
-        .collect()
 }
 
 fn strings(items: &[&str]) -> Vec<String> {

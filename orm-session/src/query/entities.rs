@@ -13,8 +13,9 @@ use crate::relation::load::EagerLoad;
 pub(crate) struct Loader<'a> {
     pub(crate) core: &'a mut Core,
     pub(crate) eager: &'a mut [Box<dyn EagerLoad>],
-    /// The addresses of the objects of the row, in order (to recognise a repeated row).
-    pub(crate) objects: Vec<usize>,
+    /// The addresses of the objects of the row, in order, when a joined collection may repeat
+    /// rows (to recognise a repeated one).
+    pub(crate) objects: Option<Vec<usize>>,
 }
 
 /// Selected entities come back as [`Obj`] handles.
@@ -28,7 +29,9 @@ impl EntityLoader for Loader<'_> {
     type Handles = ObjHandles;
     fn load<T: Mapped>(&mut self, row: &Row<'_>, at: usize) -> orm_core::error::Result<Obj<T>> {
         let obj = self.core.entity_at::<T>(row, at)?;
-        self.objects.push(crate::relation::ops::addr(&obj));
+        if let Some(objects) = &mut self.objects {
+            objects.push(crate::relation::ops::addr(&obj));
+        }
         for loader in self.eager.iter_mut() {
             loader.collect(&obj);
         }

@@ -274,25 +274,45 @@ impl<'s, E: Entities, F> Query<'s, E, F> {
         }
         let mut core = self.session.core();
         core.autoflush()?;
+        // A row repeated by a joined collection comes back once: rows are told apart by the
+        // objects they hold, recorded only then.
         let mut seen: HashSet<Vec<usize>> = HashSet::new();
-        let rows = core.load_with(self.select, |core, row| {
+        let mut repeated: Vec<usize> = Vec::new();
+        let mut index = 0;
+        let mut rows = core.load_with(self.select, |core, row| {
             let mut loader = Loader {
                 core,
                 eager: &mut eager,
-                objects: Vec::new(),
+                objects: repeats.then(Vec::new),
             };
             let out = E::decode(&mut loader, row)?;
-            let objects = loader.objects;
+            if let Some(objects) = loader.objects {
+                if !seen.insert(objects) {
+                    repeated.push(index);
+                }
+            }
+            index += 1;
             for loader in eager.iter_mut() {
                 loader.decode_row(core, row)?;
             }
-            // A row repeated by a joined collection comes back once.
-            Ok((!repeats || seen.insert(objects)).then_some(out))
+            Ok(out)
         })?;
         for loader in &mut eager {
             loader.run(&mut core)?;
         }
-        Ok(rows.into_iter().flatten().collect())
+        if !repeated.is_empty() {
+            let mut next = repeated.into_iter().peekable();
+            let mut i = 0;
+            rows.retain(|_| {
+                let keep = next.peek() != Some(&i);
+                if !keep {
+                    next.next();
+                }
+                i += 1;
+                keep
+            });
+        }
+        Ok(rows)
     }
 
     /// Loads a relationship of every `P` the query returns eagerly, with [`selectin`] (one

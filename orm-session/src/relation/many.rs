@@ -18,9 +18,7 @@ use crate::core::{Core, Merged};
 use crate::error::{Error, Result};
 use crate::object::{Obj, ObjData};
 use crate::relation::load::{by_key, in_keys};
-use crate::relation::ops::{
-    addr, delete_cascaded, expunge_if_held, merged_collection, RelationOps,
-};
+use crate::relation::ops::{addr, delete_cascaded, merged_collection, Children, RelationOps};
 use crate::relation::{foreign_key, same, Collection, RelationDef};
 use crate::state::Status;
 use crate::unit_of_work::execute::arrays;
@@ -117,14 +115,6 @@ impl<P: Mapped, C: Mapped> ManyToMany<P, C> {
         };
         let remote = foreign_key(self.secondary, C::TABLE, &other, P::TABLE, Some(local))?;
         Ok((local, remote))
-    }
-
-    /// The loaded children of `d` (none when not loaded).
-    pub(crate) fn children(&self, d: &ObjData<P>) -> Vec<Obj<C>> {
-        (self.get)(&d.value)
-            .loaded()
-            .map(<[Obj<C>]>::to_vec)
-            .unwrap_or_default()
     }
 
     /// `SELECT c.*, secondary.<local> FROM c JOIN secondary ON secondary.<remote> = c.pk
@@ -239,10 +229,7 @@ impl<P: Mapped, C: Mapped> RelationOps<P> for ManyToMany<P, C> {
         if !self.def.cascade.expunge {
             return Ok(());
         }
-        let children = self.children(&obj.lock_data());
-        children
-            .iter()
-            .try_for_each(|child| expunge_if_held(child, core))
+        self.expunge_children(obj, core)
     }
 
     fn on_delete(&self, parents: &[Obj<P>], core: &mut Core) -> Result<()> {

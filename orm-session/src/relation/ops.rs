@@ -11,7 +11,7 @@ use crate::core::{Core, Merged};
 use crate::error::{Error, Result};
 use crate::object::{Obj, ObjData};
 use crate::relation::{
-    fk_key, foreign_key, same, set_fk, Collection, InMemory, ManyToOne, OneToMany, Target,
+    fk_key, foreign_key, same, set_fk, Collection, InMemory, ManyToOne, OneToMany, Target, ToMany,
 };
 use crate::state::Status;
 
@@ -51,6 +51,27 @@ pub(crate) trait RelationOps<P: Mapped>: Send + Sync {
     fn release(&self, _value: &mut P) {}
 }
 
+/// What the session does alike with both kinds of collection.
+pub(crate) trait Children<P: Mapped>: ToMany<P> {
+    /// The loaded children in `d` (none when not loaded).
+    fn children(&self, d: &ObjData<P>) -> Vec<Obj<Self::Child>> {
+        self.collection(&d.value)
+            .loaded()
+            .map(<[Obj<Self::Child>]>::to_vec)
+            .unwrap_or_default()
+    }
+
+    /// Expunges the loaded children this session holds (expunge cascade).
+    fn expunge_children(&self, obj: &Obj<P>, core: &mut Core) -> Result<()> {
+        let children = self.children(&obj.lock_data());
+        children
+            .iter()
+            .try_for_each(|child| expunge_if_held(child, core))
+    }
+}
+
+impl<P: Mapped, R: ToMany<P>> Children<P> for R {}
+
 /// Expunges `obj` if this session holds it (expunge cascade).
 pub(crate) fn expunge_if_held<T: Mapped>(obj: &Obj<T>, core: &mut Core) -> Result<()> {
     if obj.session_id() == Some(core.id) {
@@ -76,14 +97,6 @@ pub(crate) fn addr<T>(obj: &Obj<T>) -> usize {
 impl<P: Mapped, C: Mapped> OneToMany<P, C> {
     pub(crate) fn fk(&self) -> Result<&'static orm_core::schema::ForeignKey> {
         foreign_key(C::TABLE, P::TABLE, &self.def, P::TABLE, None)
-    }
-
-    /// The loaded children of `obj` (none when not loaded).
-    pub(crate) fn children(&self, d: &ObjData<P>) -> Vec<Obj<C>> {
-        (self.get)(&d.value)
-            .loaded()
-            .map(<[Obj<C>]>::to_vec)
-            .unwrap_or_default()
     }
 
     /// Makes `child` point at `parent` in memory: its back reference (held weakly once the
@@ -149,10 +162,7 @@ impl<P: Mapped, C: Mapped> RelationOps<P> for OneToMany<P, C> {
         if !self.def.cascade.expunge {
             return Ok(());
         }
-        let children = self.children(&obj.lock_data());
-        children
-            .iter()
-            .try_for_each(|child| expunge_if_held(child, core))
+        self.expunge_children(obj, core)
     }
 
     fn on_delete(&self, parents: &[Obj<P>], core: &mut Core) -> Result<()> {

@@ -210,3 +210,23 @@ impl Visit for Fields {
         }
     }
 }
+
+/// `VERB table` of each statement, without transaction control: `INSERT orders`,
+/// `SELECT customers` (the first table after FROM).
+pub fn shape(statements: &[String]) -> Vec<String> {
+    without_transaction_control(statements)
+        .iter()
+        .map(|sql| {
+            let words: Vec<&str> = sql.split_whitespace().collect();
+            let table = match words[0] {
+                "INSERT" | "DELETE" => words[2],
+                "UPDATE" => words[1],
+                _ => words
+                    .iter()
+                    .position(|w| *w == "FROM")
+                    .map_or("?", |i| words[i + 1]),
+            };
+            format!("{} {}", words[0], table.trim_matches('"'))
+        })
+        .collect()
+}

@@ -42,7 +42,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[allow(unused_imports)] // Re-exported for the other test modules.
 pub use capture::{
-    capture, capture_events, count_prefix, is_transaction_control, starts_with, with_prefix,
+    capture, capture_events, count_prefix, is_transaction_control, shape, starts_with, with_prefix,
     without_transaction_control, SqlEvent, SQL_TARGET,
 };
 
