@@ -402,7 +402,7 @@ impl Core {
         load: bool,
         merged: &mut Merged,
     ) -> Result<Obj<T>> {
-        let at = crate::relation::ops::addr(source);
+        let at = source.addr();
         if let Some((_, copy)) = merged.iter().find(|(a, _)| *a == at) {
             if let Some(copy) = copy.downcast_ref::<Obj<T>>() {
                 return Ok(copy.clone());
@@ -705,10 +705,10 @@ fn object_from_row<T: Mapped>(
             Ok(())
         },
         |key| {
-            Ok(Obj::with_data(ObjData::persistent(
+            Ok(ObjData::persistent(
                 T::from_row_with_key(row, at, key)?,
                 link,
-            )))
+            ))
         },
     )
 }

@@ -15,21 +15,17 @@
 use std::any::Any;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use orm_core::engine::Connection;
 use orm_core::model::Mapped;
 use orm_core::schema::Table;
-use parking_lot::RwLock;
 
 use crate::error::Result;
-use crate::object::{Link, Obj, ObjData};
+use crate::object::{Link, Obj, ObjData, Slot, Weak32};
 use crate::state::Status;
 use crate::unit_of_work::execute;
 use crate::unit_of_work::relations::{self, TypeOps};
-
-/// A weak reference to an object.
-pub(crate) type Slot<T> = Weak<RwLock<ObjData<T>>>;
 
 /// Fewest entries before the identity map is swept of dead entries.
 const MIN_SWEEP: usize = 1024;
@@ -96,14 +92,14 @@ impl<T: Mapped> Store<T> {
     }
 
     /// The object for a loaded row's key, hashing the key once: the held object (passed to
-    /// `found`, e.g. to reload it if expired) or a new one from `create`, entered in the map.
-    /// `create` is given the key.
+    /// `found`, e.g. to reload it if expired) or a new one made of what `create` returns (it is
+    /// given the key), entered in the map.
     #[inline]
     pub(crate) fn load_row<E>(
         &mut self,
         key: T::Key,
         found: impl FnOnce(&Obj<T>) -> Result<(), E>,
-        create: impl FnOnce(T::Key) -> Result<Obj<T>, E>,
+        create: impl FnOnce(T::Key) -> Result<ObjData<T>, E>,
     ) -> Result<Obj<T>, E> {
         self.sweep();
         match self.identity.entry(key) {
@@ -113,14 +109,14 @@ impl<T: Mapped> Store<T> {
                     Ok(obj)
                 }
                 None => {
-                    let obj = create(e.key().clone())?;
-                    e.insert(obj.downgrade());
+                    let (obj, slot) = Obj::with_slot(create(e.key().clone())?);
+                    e.insert(slot);
                     Ok(obj)
                 }
             },
             Entry::Vacant(e) => {
-                let obj = create(e.key().clone())?;
-                e.insert(obj.downgrade());
+                let (obj, slot) = Obj::with_slot(create(e.key().clone())?);
+                e.insert(slot);
                 Ok(obj)
             }
         }
@@ -143,8 +139,8 @@ impl<T: Mapped> Store<T> {
         let me = obj.downgrade();
         for log in [&mut self.inserted, &mut self.updated, &mut self.removed] {
             log.iter_mut()
-                .filter(|s| Weak::ptr_eq(s, &me))
-                .for_each(|s| *s = Weak::new());
+                .filter(|s| s.ptr_eq(&me))
+                .for_each(|s| *s = Weak32::new());
         }
         if let Some(key) = key {
             self.unmap(key, obj);

@@ -1,7 +1,8 @@
 //! `Obj<T>`: the handle through which users and the session share one mapped object.
 //!
-//! An `Obj` is a cheap-to-clone, thread-safe handle (`Arc`) on the object's row and its
-//! bookkeeping. Two handles are the same object when [`Obj::ptr_eq`] says so; the identity
+//! An `Obj` is a cheap-to-clone, thread-safe handle on the object's row and its bookkeeping:
+//! an `Arc` with 32-bit counts ([`rc`]), so one allocation holds 8 bytes of counts, the lock
+//! word, two words of bookkeeping and the row. Two handles are the same object when [`Obj::ptr_eq`] says so; the identity
 //! map guarantees one object per primary key per session.
 //!
 //! Writes go through [`Obj::set`] or [`Obj::modify`], which record WHICH columns changed and
@@ -22,6 +23,14 @@ use parking_lot::{MappedRwLockReadGuard, RwLock, RwLockReadGuard, RwLockWriteGua
 use crate::error::{Error, Result};
 use crate::session::Shared;
 use crate::state::{ObjectState, Status};
+
+mod rc;
+
+use rc::Arc32;
+pub(crate) use rc::Weak32;
+
+/// A weak reference to an object (in the identity map and the session's logs).
+pub(crate) type Slot<T> = Weak32<RwLock<ObjData<T>>>;
 
 /// What an object knows of the session it is attached to. A session replaces its link when it
 /// is closed, so detaching every object is one store of `detached`.
@@ -356,7 +365,7 @@ impl<T> ObjData<T> {
 /// # Ok(()) }
 /// ```
 pub struct Obj<T> {
-    pub(crate) inner: Arc<RwLock<ObjData<T>>>,
+    inner: Arc32<RwLock<ObjData<T>>>,
 }
 
 impl<T> Clone for Obj<T> {
@@ -390,6 +399,14 @@ impl<T> Deref for ObjRef<'_, T> {
     }
 }
 
+impl<T> Obj<T> {
+    /// The object's address: the same for every handle on it, and distinct from every other
+    /// live object's (of any type).
+    pub(crate) fn addr(&self) -> usize {
+        Arc32::as_ptr(&self.inner) as *const () as usize
+    }
+}
+
 impl<T: Mapped> From<T> for Obj<T> {
     fn from(value: T) -> Self {
         Obj::new(value)
@@ -410,21 +427,27 @@ impl<T: Mapped> Obj<T> {
 
     pub(crate) fn with_data(data: ObjData<T>) -> Self {
         Obj {
-            inner: Arc::new(RwLock::new(data)),
+            inner: Arc32::new(RwLock::new(data)),
         }
     }
 
-    pub(crate) fn downgrade(&self) -> Weak<RwLock<ObjData<T>>> {
-        Arc::downgrade(&self.inner)
+    /// A new object and the weak reference an identity map keeps of it, made together.
+    pub(crate) fn with_slot(data: ObjData<T>) -> (Self, Slot<T>) {
+        let (inner, slot) = Arc32::new_with_weak(RwLock::new(data));
+        (Obj { inner }, slot)
     }
 
-    pub(crate) fn upgrade(slot: &Weak<RwLock<ObjData<T>>>) -> Option<Obj<T>> {
+    pub(crate) fn downgrade(&self) -> Slot<T> {
+        Arc32::downgrade(&self.inner)
+    }
+
+    pub(crate) fn upgrade(slot: &Slot<T>) -> Option<Obj<T>> {
         slot.upgrade().map(|inner| Obj { inner })
     }
 
     /// Whether two handles are the same object.
     pub fn ptr_eq(&self, other: &Obj<T>) -> bool {
-        Arc::ptr_eq(&self.inner, &other.inner)
+        Arc32::ptr_eq(&self.inner, &other.inner)
     }
 
     /// The object's state (transient, pending, persistent, deleted, detached).

@@ -30,7 +30,7 @@ impl EntityLoader for Loader<'_> {
     fn load<T: Mapped>(&mut self, row: &Row<'_>, at: usize) -> orm_core::error::Result<Obj<T>> {
         let obj = self.core.entity_at::<T>(row, at)?;
         if let Some(objects) = &mut self.objects {
-            objects.push(crate::relation::ops::addr(&obj));
+            objects.push(obj.addr());
         }
         for loader in self.eager.iter_mut() {
             loader.collect(&obj);

@@ -16,7 +16,6 @@ use crate::core::Core;
 use crate::error::Result;
 use crate::object::Obj;
 use crate::relation::load::{remember_parent, EagerLoad};
-use crate::relation::ops::addr;
 use crate::relation::{ManyToMany, ManyToOne, OneToMany, ToMany};
 
 /// The aliases of the joined loads of one query (the second for an association table). A
@@ -203,7 +202,7 @@ where
         if let Some(obj) = obj.downcast_ref::<Obj<P>>() {
             self.current = Some(obj.clone());
             let parents = &mut self.parents;
-            self.index.entry(addr(obj)).or_insert_with(|| {
+            self.index.entry(obj.addr()).or_insert_with(|| {
                 parents.push((obj.clone(), Vec::new()));
                 parents.len() - 1
             });
@@ -215,7 +214,7 @@ where
             return Ok(());
         };
         if let Some(child) = joined_object::<R::Child>(core, row, at)? {
-            let children = &mut self.parents[self.index[&addr(&parent)]].1;
+            let children = &mut self.parents[self.index[&parent.addr()]].1;
             if !children.iter().any(|c| c.ptr_eq(&child)) {
                 children.push(child);
             }

@@ -18,7 +18,7 @@ use crate::core::{Core, Merged};
 use crate::error::{Error, Result};
 use crate::object::{Obj, ObjData};
 use crate::relation::load::{by_key, in_keys};
-use crate::relation::ops::{addr, delete_cascaded, merged_collection, Children, RelationOps};
+use crate::relation::ops::{delete_cascaded, merged_collection, Children, RelationOps};
 use crate::relation::{foreign_key, same, Collection, RelationDef};
 use crate::state::Status;
 use crate::unit_of_work::execute::arrays;
@@ -329,7 +329,7 @@ trait End: Send + Sync {
 
 impl<T: Mapped> End for Obj<T> {
     fn addr(&self) -> usize {
-        addr(self)
+        Obj::addr(self)
     }
     fn key(&self) -> Option<Vec<Value>> {
         let d = self.lock_data();

@@ -21,7 +21,7 @@ use orm_core::schema::{ForeignKey, Table};
 use orm_core::value::Value;
 
 use crate::error::{Error, Result};
-use crate::identity_map::Slot;
+use crate::object::Slot;
 use crate::object::{Obj, ObjData};
 use ops::RelationOps;
 
@@ -440,8 +440,5 @@ pub(crate) fn set_fk<P: Mapped, C: Mapped>(
 
 /// Whether two objects, perhaps of different types, are the same.
 pub(crate) fn same<A, B>(a: &Obj<A>, b: &Obj<B>) -> bool {
-    std::ptr::addr_eq(
-        std::sync::Arc::as_ptr(&a.inner),
-        std::sync::Arc::as_ptr(&b.inner),
-    )
+    a.addr() == b.addr()
 }

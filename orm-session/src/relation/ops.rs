@@ -89,11 +89,6 @@ pub(crate) fn delete_cascaded<T: Mapped>(obj: &Obj<T>, core: &mut Core) -> Resul
     }
 }
 
-/// An object's address, to recognise it among others of its table.
-pub(crate) fn addr<T>(obj: &Obj<T>) -> usize {
-    std::sync::Arc::as_ptr(&obj.inner) as *const () as usize
-}
-
 impl<P: Mapped, C: Mapped> OneToMany<P, C> {
     pub(crate) fn fk(&self) -> Result<&'static orm_core::schema::ForeignKey> {
         foreign_key(C::TABLE, P::TABLE, &self.def, P::TABLE, None)
@@ -232,7 +227,7 @@ impl<P: Mapped, C: Mapped> RelationOps<P> for OneToMany<P, C> {
 
     fn same_table_edges(&self, d: &mut ObjData<P>, _: &mut Vec<usize>, after: &mut Vec<usize>) {
         if self.is_self_referential() {
-            after.extend(self.children(d).iter().map(addr));
+            after.extend(self.children(d).iter().map(Obj::addr));
         }
     }
 
@@ -381,7 +376,7 @@ impl<C: Mapped, P: Mapped> RelationOps<C> for ManyToOne<C, P> {
         // A weak parent that is gone: the foreign key already says where it was.
         let Some(parent) = parent else { return Ok(()) };
         let (key, has_row) = {
-            let p = parent.inner.try_read().ok_or(Error::CircularRows {
+            let p = parent.read_data().map_err(|_| Error::CircularRows {
                 table: C::TABLE.name,
             })?;
             (p.value.key(), p.identity())
@@ -411,7 +406,7 @@ impl<C: Mapped, P: Mapped> RelationOps<C> for ManyToOne<C, P> {
 
     fn same_table_edges(&self, d: &mut ObjData<C>, before: &mut Vec<usize>, _: &mut Vec<usize>) {
         if self.is_self_referential() {
-            before.extend(self.target(d).as_ref().map(addr));
+            before.extend(self.target(d).as_ref().map(Obj::addr));
         }
     }
 

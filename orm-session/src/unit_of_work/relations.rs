@@ -11,7 +11,7 @@ use orm_core::model::Mapped;
 use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::object::Obj;
-use crate::relation::ops::{addr, RelationOps};
+use crate::relation::ops::RelationOps;
 use crate::relation::relations_of;
 use crate::state::Status;
 
@@ -113,7 +113,7 @@ fn levels<T: Mapped>(new: &[Obj<T>], rels: &[&dyn RelationOps<T>]) -> Result<Vec
     if !rels.iter().any(|r| r.is_self_referential()) {
         return Ok(vec![new.to_vec()]);
     }
-    let index: HashMap<usize, usize> = new.iter().enumerate().map(|(i, o)| (addr(o), i)).collect();
+    let index: HashMap<usize, usize> = new.iter().enumerate().map(|(i, o)| (o.addr(), i)).collect();
     let mut parents: Vec<Vec<usize>> = vec![Vec::new(); new.len()];
     let (mut before, mut after) = (Vec::new(), Vec::new());
     for (i, obj) in new.iter().enumerate() {
@@ -169,7 +169,7 @@ pub(crate) trait Orphan: Send {
 
 impl<T: Mapped> Orphan for Obj<T> {
     fn addr(&self) -> usize {
-        addr(self)
+        Obj::addr(self)
     }
 
     fn resolve(self: Box<Self>, core: &mut Core) -> Result<()> {
@@ -198,7 +198,7 @@ impl Core {
     /// `child` has a parent again.
     pub(crate) fn forget_orphan<C: Mapped>(&mut self, child: &Obj<C>) {
         if !self.orphans.is_empty() {
-            let a = addr(child);
+            let a = child.addr();
             self.orphans.retain(|o| o.addr() != a);
         }
     }
