@@ -312,6 +312,10 @@ impl<P: Mapped, C: Mapped> RelationOps<P> for ManyToMany<P, C> {
         Ok(())
     }
 
+    fn holds_cycles(&self) -> bool {
+        true
+    }
+
     fn release(&self, value: &mut P) {
         // Both sides hold each other: closing the session breaks the cycle.
         self.unload(value);

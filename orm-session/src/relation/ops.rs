@@ -46,6 +46,10 @@ pub(crate) trait RelationOps<P: Mapped>: Send + Sync {
         load: bool,
         merged: &mut Merged,
     ) -> Result<()>;
+    /// Whether [`release`](Self::release) has anything to do (many-to-many only).
+    fn holds_cycles(&self) -> bool {
+        false
+    }
     /// The session is letting go of the object: drops what would keep objects alive in a
     /// cycle (many-to-many collections, which hold each other).
     fn release(&self, _value: &mut P) {}

@@ -91,7 +91,9 @@ impl<T: Mapped> TypeOps for Ops<T> {
     }
 
     fn release(&self, core: &mut Core) {
-        if T::RELATIONS.is_empty() {
+        // Only many-to-many collections hold cycles: other types are not walked.
+        let rels: Vec<_> = relations_of::<T>().filter(|r| r.holds_cycles()).collect();
+        if rels.is_empty() {
             return;
         }
         let store = core.store::<T>();
@@ -99,7 +101,7 @@ impl<T: Mapped> TypeOps for Ops<T> {
         objs.extend(store.new.iter().cloned());
         for obj in objs {
             let mut d = obj.lock_data();
-            for rel in relations_of::<T>() {
+            for rel in &rels {
                 rel.release(&mut d.value);
             }
         }
