@@ -250,7 +250,9 @@ pub(crate) trait AnyStore: Send {
     /// Undoes in the session what happened after `mark`: objects added or inserted are
     /// expunged, objects deleted are persistent again, objects changed are expired.
     /// `Mark::default()` rolls back the whole transaction.
-    fn rollback_to(&mut self, mark: Mark);
+    /// `expire`: whether objects changed since the mark lose their changes and are expired
+    /// (a rollback) or keep them (closing the session, which lets them go as they are).
+    fn rollback_to(&mut self, mark: Mark, expire: bool);
     /// After commit: deleted objects become detached; the logs are cleared.
     fn after_commit(&mut self);
     /// Number of live objects in the identity map.
@@ -349,7 +351,7 @@ impl<T: Mapped> AnyStore for Store<T> {
         }
     }
 
-    fn rollback_to(&mut self, mark: Mark) {
+    fn rollback_to(&mut self, mark: Mark, expire: bool) {
         let added: Vec<Obj<T>> = std::mem::take(&mut self.new)
             .into_iter()
             .chain(
@@ -394,8 +396,10 @@ impl<T: Mapped> AnyStore for Store<T> {
         for obj in changed {
             let mut d = obj.lock_data();
             d.set_queued(false);
-            d.clear_changes();
-            d.set_expired(true);
+            if expire {
+                d.clear_changes();
+                d.set_expired(true);
+            }
         }
     }
 

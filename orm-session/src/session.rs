@@ -256,8 +256,29 @@ impl Session {
         self.core().rollback()
     }
 
-    /// Rolls back, expunges every object (they become detached) and returns the connection to
-    /// the pool. The session can be used again afterwards.
+    /// Expunges every object, rolls back and returns the connection to the pool. The session
+    /// can be used again afterwards.
+    ///
+    /// Objects leave as they are, as with SQLAlchemy's `close()`: persistent ones become
+    /// detached and stay readable (what they loaded is not expired), pending ones become
+    /// transient, and changes not flushed stay in the objects (adding one to another session
+    /// flushes them there). After a failed flush the rollback comes first, restoring what the
+    /// flush changed. Dropping a session closes it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use orm::__doc::*;
+    /// # fn main() -> Result<(), orm_session::Error> {
+    /// # let (_engine, factory) = setup();
+    /// # factory.begin(|s| { s.add(User::new("ed", 30))?; Ok(()) })?;
+    /// let mut session = factory.session();
+    /// let users = session.query::<User>().all()?;
+    /// session.close()?;
+    /// assert_eq!(users[0].state(), ObjectState::Detached);
+    /// assert_eq!(users[0].read()?.name, "ed"); // loaded before close: no SQL
+    /// # Ok(()) }
+    /// ```
     pub fn close(&mut self) -> Result<()> {
         self.core().close()
     }

@@ -145,7 +145,7 @@ impl Core {
         if let Some(frame) = self.frames.pop() {
             return match conn.rollback_to_savepoint(&frame.name) {
                 Ok(()) => {
-                    self.rollback_stores_to(&frame.marks);
+                    self.rollback_stores_to(&frame.marks, true);
                     e
                 }
                 Err(db) => {
@@ -167,12 +167,12 @@ impl Core {
         self.tx = Tx::Failed(e.to_string());
     }
 
-    fn rollback_stores_to(&mut self, marks: &HashMap<TypeId, Mark>) {
+    fn rollback_stores_to(&mut self, marks: &HashMap<TypeId, Mark>, expire: bool) {
         // Removals from collections are undone with everything else (the parents reload).
         self.orphans.clear();
         self.links.clear();
         for (ty, store) in self.types.iter().zip(self.stores.iter_mut()) {
-            store.rollback_to(marks.get(ty).copied().unwrap_or_default());
+            store.rollback_to(marks.get(ty).copied().unwrap_or_default(), expire);
         }
     }
 
@@ -203,7 +203,7 @@ impl Core {
                 TxKind::Savepoint(name) => conn.release_savepoint(&name),
             };
             if let Err(e) = done {
-                self.rollback_stores_to(&HashMap::new());
+                self.rollback_stores_to(&HashMap::new(), true);
                 self.expire_all();
                 self.release();
                 return Err(e.into());
@@ -225,13 +225,22 @@ impl Core {
             (Tx::Active(_), Some(conn)) => conn.rollback(),
             _ => Ok(()),
         };
-        self.rollback_stores_to(&HashMap::new());
+        self.rollback_stores_to(&HashMap::new(), true);
         self.expire_all();
         self.release();
         result.map_err(Error::from)
     }
 
     pub(crate) fn close(&mut self) -> Result<()> {
+        // As SQLAlchemy's close(), objects leave as they are: what they loaded is not expired
+        // and unflushed changes stay in them. What the transaction wrote is undone in the
+        // session as the rollback undoes it in the database: objects it inserted become
+        // transient, objects it deleted are persistent (then detached) again. After a failed
+        // flush the full rollback below comes first: it restores what the flush changed.
+        if !matches!(self.tx, Tx::Failed(_)) {
+            self.rollback_stores_to(&HashMap::new(), false);
+            self.expunge_all();
+        }
         let result = match self.tx {
             Tx::Active(TxKind::RollbackOnly) => {
                 // The caller's transaction is the caller's to end, but the session's own
@@ -315,7 +324,7 @@ impl Core {
             .expect("frame at depth");
         let conn = self.conn.clone().ok_or(Error::InactiveSavepoint)?;
         conn.rollback_to_savepoint(&frame.name)?;
-        self.rollback_stores_to(&frame.marks);
+        self.rollback_stores_to(&frame.marks, true);
         Ok(())
     }
 }

@@ -345,6 +345,49 @@ fn without_expire_on_commit_values_stay_readable_after_commit_and_close() {
 }
 
 #[test]
+fn close_detaches_loaded_objects_without_expiring_them() {
+    for_each_db(|db| {
+        let f = factory(db);
+        let mut s = f.session();
+        s.add_all([User::new("ed", 30), User::new("wendy", 20)])?;
+        s.commit()?;
+        let mut s = f.session();
+        let users = s.query::<User>().order_by(User::name.asc()).all()?;
+        users[0].set(User::age, 31)?; // never flushed: the change stays in the object
+        let pending = s.add(User::new("jack", 40))?;
+        s.close()?;
+        // As in SQLAlchemy, objects leave as they are: what was loaded stays readable
+        // (without SQL) and unflushed changes stay in the objects.
+        let (read, sql) = capture(|| {
+            users
+                .iter()
+                .map(|u| u.read().map(|u| (u.name.clone(), u.age)))
+                .collect::<Result<Vec<_>, _>>()
+        });
+        assert_eq!(read?, [("ed".to_string(), 31), ("wendy".to_string(), 20)]);
+        assert!(sql.is_empty(), "{sql:?}");
+        assert!(users.iter().all(|u| u.state() == ObjectState::Detached));
+        assert!(users[0].is_modified());
+        assert_eq!(pending.state(), ObjectState::Transient);
+        // The transaction was rolled back: nothing of it reached the database.
+        let mut s = f.session();
+        assert_eq!(s.query::<User>().count()?, 2);
+        // Added to a new session, the change is flushed there.
+        s.add(&users[0])?;
+        s.commit()?;
+        let ages: Vec<i32> = s
+            .query::<User>()
+            .order_by(User::name.asc())
+            .all()?
+            .iter()
+            .map(|u| u.get(User::age))
+            .collect::<Result<_, _>>()?;
+        assert_eq!(ages, [31, 20]);
+        Ok(())
+    });
+}
+
+#[test]
 fn expired_detached_objects_refuse_to_read() {
     for_each_db(|db| {
         let f = factory(db);
