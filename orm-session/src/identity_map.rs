@@ -74,8 +74,9 @@ impl<T: Mapped> Store<T> {
         self.identity.insert(key, obj.downgrade());
     }
 
-    /// Makes room for `n` more objects about to be loaded (at most: rows of objects already
-    /// held take none). They stay alive until the load ends, so no sweep is due before.
+    /// Makes room for `n` more objects about to be loaded or inserted (at most: rows of
+    /// objects already held take none). They stay alive until the load (or flush) ends, so no
+    /// sweep is due before.
     pub(crate) fn reserve(&mut self, n: usize) {
         self.sweep();
         let n = n.saturating_sub(self.identity.len());
@@ -289,6 +290,7 @@ impl<T: Mapped> AnyStore for Store<T> {
     }
 
     fn finish_flush(&mut self, in_savepoint: bool, link: &Arc<Link>) {
+        self.reserve(self.new.len());
         for obj in std::mem::take(&mut self.new) {
             let key = {
                 let mut d = obj.lock_data();
