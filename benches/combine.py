@@ -16,11 +16,12 @@ TITLES = {
     "W3": "W3 load 10,000 users, change age on all, commit",
     "W4-100k": "W4 commit one change with 100,000 objects held (expire_on_commit ON)",
     "W4-1k": "W4 commit one change with 1,000 objects held (expire_on_commit ON)",
+    "W4-1k-of-100k": "W4 (control) 100,000 read in the transaction, 1,000 objects still held at commit",
     "W5": "W5 1,000 get by primary key of objects held",
     "W5-miss": "W5 (for comparison) 1,000 get, nothing held: a SELECT each",
     "W6": "W6 1,000 users with 10 posts each as an object graph",
 }
-ORDER = ["W1", "W2", "W3", "W4-100k", "W4-1k", "W5", "W5-miss", "W6"]
+ORDER = ["W1", "W2", "W3", "W4-100k", "W4-1k", "W4-1k-of-100k", "W5", "W5-miss", "W6"]
 
 
 def fmt_dur(ns):

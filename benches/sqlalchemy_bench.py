@@ -304,7 +304,7 @@ def run(b, engine):
                 with Session(engine) as s:  # expire_on_commit=True, the default
                     users = s.scalars(select(User).where(User.id <= held)).all()
                     assert len(users) == held
-                    users[(rep * 7919) % held].age += 1
+                    users[(rep * 7919) % 1000].age += 1
                     return timed(s.commit)
 
             b.run(label, "SQLAlchemy change one; time commit()", 1, w4)

@@ -78,6 +78,9 @@ impl<T: Mapped> Store<T> {
     /// objects already held take none). They stay alive until the load (or flush) ends, so no
     /// sweep is due before.
     pub(crate) fn reserve(&mut self, n: usize) {
+        if n == 0 {
+            return; // and no sweep: a commit with nothing new must not walk the map
+        }
         self.sweep();
         let n = n.saturating_sub(self.identity.len());
         self.identity.reserve(n);

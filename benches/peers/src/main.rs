@@ -580,7 +580,7 @@ fn run(b: &mut Bench, url: &str, base: &str) -> R<()> {
                             .filter(users::id.le(held as i64))
                             .select(DUser::as_select())
                             .load(&mut *c)?;
-                        let one = &all[(rep * 7919) % held];
+                        let one = &all[(rep * 7919) % 1_000];
                         let t = timed(|| {
                             diesel::update(users::table.find(one.id))
                                 .set(users::age.eq(one.age + 1))
@@ -601,7 +601,7 @@ fn run(b: &mut Bench, url: &str, base: &str) -> R<()> {
                                 .filter(user::Column::Id.lte(held as i64))
                                 .all(&txn)
                                 .await?;
-                            let one = all[(rep * 7919) % held].clone();
+                            let one = all[(rep * 7919) % 1_000].clone();
                             let t = Instant::now();
                             let age = one.age + 1;
                             let mut am: user::ActiveModel = one.into();
