@@ -47,7 +47,7 @@ pub use orm_core::model::{ColumnSet, Mapped, PrimaryKey};
 pub use orm_core::schema::{ColumnDef, ForeignKey, Metadata, Table};
 /// Statements as data (the AST) and their rendering per dialect, for raw metadata.
 pub use orm_core::sql;
-pub use orm_core::value::{ColumnType, IntoValue, SqlType, Value};
+pub use orm_core::value::{ColumnType, IntoValue, SqlType, Value, ValueRef};
 pub use orm_derive::Mapped;
 pub use orm_session::{
     joined, selectin, sessionmaker, Bind, Cascade, Collection, ColumnQuery, CurrentSession, Error,
@@ -76,7 +76,7 @@ pub mod __private {
     pub use orm_core::expr::Column;
     pub use orm_core::model::{ColumnSet, Mapped};
     pub use orm_core::schema::{ColumnDef, ForeignKey, Table};
-    pub use orm_core::value::{ColumnType, SqlType, Value};
+    pub use orm_core::value::{ColumnType, SqlType, Value, ValueRef};
     pub use orm_session::{
         Cascade, Collection, ManyToMany, ManyToOne, OneToMany, Reference, RelationDef,
         RelationField,

@@ -6,7 +6,7 @@ use std::hash::Hash;
 use crate::engine::row::Row;
 use crate::error::Result;
 use crate::schema::Table;
-use crate::value::{ColumnType, Value};
+use crate::value::{ColumnType, Value, ValueRef};
 
 /// A struct mapped to a table. Implemented by `#[derive(Mapped)]`; not meant to be written
 /// by hand.
@@ -29,8 +29,14 @@ pub trait Mapped: Sized + Send + Sync + 'static {
         let _ = key;
         Self::from_row(row, offset)
     }
+    /// The value of column `column` as a bound parameter, borrowed from the field (`Null` for
+    /// an out-of-range column).
+    fn column_ref(&self, column: usize) -> ValueRef<'_>;
     /// The value of column `column` as a bound parameter.
-    fn column_value(&self, column: usize) -> Value;
+    #[inline]
+    fn column_value(&self, column: usize) -> Value {
+        self.column_ref(column).into()
+    }
     /// Stores `value` into the field of column `column` (out-of-range columns are ignored).
     fn set_column(&mut self, column: usize, value: Value) -> Result<()>;
     /// Stores a database-generated key into the key field.

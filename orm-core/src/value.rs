@@ -81,7 +81,78 @@ pub enum Value {
     Array(SqlType, Vec<Value>),
 }
 
+/// A [`Value`] borrowed from where it lives (a field of a mapped struct), so that binding it
+/// as a parameter copies nothing first.
+///
+/// # Examples
+///
+/// ```
+/// use orm_core::value::{ColumnType, Value, ValueRef};
+/// let name = String::from("ed");
+/// assert_eq!(name.value_ref(), ValueRef::Text("ed"));
+/// assert_eq!(Value::from(name.value_ref()), Value::Text("ed".into()));
+/// assert_eq!(Value::I32(5).as_ref(), ValueRef::I32(5));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueRef<'a> {
+    /// SQL NULL.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A 16-bit integer.
+    I16(i16),
+    /// A 32-bit integer.
+    I32(i32),
+    /// A 64-bit integer.
+    I64(i64),
+    /// A 32-bit float.
+    F32(f32),
+    /// A 64-bit float.
+    F64(f64),
+    /// Text.
+    Text(&'a str),
+    /// Bytes.
+    Bytes(&'a [u8]),
+    /// An array of values of one SQL type (PostgreSQL only).
+    Array(SqlType, &'a [Value]),
+}
+
+impl From<ValueRef<'_>> for Value {
+    #[inline]
+    fn from(v: ValueRef<'_>) -> Value {
+        match v {
+            ValueRef::Null => Value::Null,
+            ValueRef::Bool(b) => Value::Bool(b),
+            ValueRef::I16(n) => Value::I16(n),
+            ValueRef::I32(n) => Value::I32(n),
+            ValueRef::I64(n) => Value::I64(n),
+            ValueRef::F32(f) => Value::F32(f),
+            ValueRef::F64(f) => Value::F64(f),
+            ValueRef::Text(s) => Value::Text(s.to_owned()),
+            ValueRef::Bytes(b) => Value::Bytes(b.to_vec()),
+            ValueRef::Array(t, items) => Value::Array(t, items.to_vec()),
+        }
+    }
+}
+
 impl Value {
+    /// The value, borrowed.
+    #[inline]
+    pub fn as_ref(&self) -> ValueRef<'_> {
+        match self {
+            Value::Null => ValueRef::Null,
+            Value::Bool(b) => ValueRef::Bool(*b),
+            Value::I16(n) => ValueRef::I16(*n),
+            Value::I32(n) => ValueRef::I32(*n),
+            Value::I64(n) => ValueRef::I64(*n),
+            Value::F32(f) => ValueRef::F32(*f),
+            Value::F64(f) => ValueRef::F64(*f),
+            Value::Text(s) => ValueRef::Text(s),
+            Value::Bytes(b) => ValueRef::Bytes(b),
+            Value::Array(t, items) => ValueRef::Array(*t, items),
+        }
+    }
+
     /// The value as an `i64` when it is an integer of any width.
     pub fn as_i64(&self) -> Option<i64> {
         match *self {
@@ -118,8 +189,13 @@ pub trait ColumnType: Clone + PartialEq + Send + Sync + 'static {
     const NULLABLE: bool = false;
     /// The type without `Option`: `i64` for both `i64` and `Option<i64>`.
     type Inner: ColumnType + NotNull;
+    /// The value as a bound parameter, borrowed.
+    fn value_ref(&self) -> ValueRef<'_>;
     /// Converts to a bound parameter.
-    fn to_value(&self) -> Value;
+    #[inline]
+    fn to_value(&self) -> Value {
+        self.value_ref().into()
+    }
     /// Reads column `idx` of a driver row.
     fn decode(row: &Row<'_>, idx: usize) -> Result<Self, DecodeError>;
     /// Converts from a parameter value (used for generated keys read back at flush).
@@ -127,13 +203,14 @@ pub trait ColumnType: Clone + PartialEq + Send + Sync + 'static {
 }
 
 macro_rules! column_type {
-    ($t:ty, $sql:ident, $variant:ident) => {
+    ($t:ty, $sql:ident, $variant:ident, |$v:ident| $borrow:expr) => {
         impl ColumnType for $t {
             const SQL_TYPE: SqlType = SqlType::$sql;
             type Inner = $t;
             #[inline]
-            fn to_value(&self) -> Value {
-                Value::$variant(self.clone())
+            fn value_ref(&self) -> ValueRef<'_> {
+                let $v = self;
+                ValueRef::$variant($borrow)
             }
             #[inline]
             fn decode(row: &Row<'_>, idx: usize) -> Result<Self, DecodeError> {
@@ -162,18 +239,19 @@ fn from_other<T: TryFrom<i64> + ColumnType>(value: Value) -> Result<T, DecodeErr
         })
 }
 
-column_type!(i16, SmallInt, I16);
-column_type!(i32, Integer, I32);
-column_type!(i64, BigInt, I64);
+column_type!(i16, SmallInt, I16, |v| *v);
+column_type!(i32, Integer, I32, |v| *v);
+column_type!(i64, BigInt, I64, |v| *v);
 
 macro_rules! column_type_no_int {
-    ($t:ty, $sql:ident, $variant:ident) => {
+    ($t:ty, $sql:ident, $variant:ident, |$v:ident| $borrow:expr) => {
         impl ColumnType for $t {
             const SQL_TYPE: SqlType = SqlType::$sql;
             type Inner = $t;
             #[inline]
-            fn to_value(&self) -> Value {
-                Value::$variant(self.clone())
+            fn value_ref(&self) -> ValueRef<'_> {
+                let $v = self;
+                ValueRef::$variant($borrow)
             }
             #[inline]
             fn decode(row: &Row<'_>, idx: usize) -> Result<Self, DecodeError> {
@@ -195,21 +273,21 @@ macro_rules! column_type_no_int {
     };
 }
 
-column_type_no_int!(f32, Real, F32);
-column_type_no_int!(f64, Double, F64);
-column_type_no_int!(bool, Boolean, Bool);
-column_type_no_int!(String, Text, Text);
-column_type_no_int!(Vec<u8>, Blob, Bytes);
+column_type_no_int!(f32, Real, F32, |v| *v);
+column_type_no_int!(f64, Double, F64, |v| *v);
+column_type_no_int!(bool, Boolean, Bool, |v| *v);
+column_type_no_int!(String, Text, Text, |v| v);
+column_type_no_int!(Vec<u8>, Blob, Bytes, |v| v);
 
 impl<T: ColumnType + NotNull> ColumnType for Option<T> {
     const SQL_TYPE: SqlType = T::SQL_TYPE;
     const NULLABLE: bool = true;
     type Inner = T;
     #[inline]
-    fn to_value(&self) -> Value {
+    fn value_ref(&self) -> ValueRef<'_> {
         match self {
-            Some(v) => v.to_value(),
-            None => Value::Null,
+            Some(v) => v.value_ref(),
+            None => ValueRef::Null,
         }
     }
     #[inline]

@@ -27,7 +27,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
     let from_row = gen.body_from_row();
     let from_row_with_key = gen.body_from_row_with_key();
     let key_from_row = gen.body_key_from_row();
-    let column_value = gen.body_column_value();
+    let column_ref = gen.body_column_ref();
     let set_column = gen.body_set_column();
     let set_generated_key = gen.body_set_generated_key();
     let clear_generated_key = gen.body_clear_generated_key();
@@ -67,8 +67,8 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
                     #from_row_with_key
                 }
 
-                fn column_value(&self, __column: usize) -> #p::Value {
-                    #column_value
+                fn column_ref(&self, __column: usize) -> #p::ValueRef<'_> {
+                    #column_ref
                 }
 
                 fn set_column(&mut self, __column: usize, __value: #p::Value) -> #p::Result<()> {
@@ -349,18 +349,18 @@ impl Gen<'_> {
         }
     }
 
-    /// The body of `column_value`.
-    fn body_column_value(&self) -> TokenStream {
+    /// The body of `column_ref`.
+    fn body_column_ref(&self) -> TokenStream {
         let p = self.p;
         let arms = self.model.fields.iter().enumerate().map(|(i, f)| {
             let (i, ident) = (pos(i), &f.ident);
             let column_type = self.column_type(&f.ty);
-            quote!(#i => #column_type::to_value(&self.#ident),)
+            quote!(#i => #column_type::value_ref(&self.#ident),)
         });
         quote! {
             match __column {
                 #(#arms)*
-                _ => #p::Value::Null,
+                _ => #p::ValueRef::Null,
             }
         }
     }

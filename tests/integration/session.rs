@@ -1,5 +1,6 @@
 //! The Session on both databases: identity map, unit of work, states, transactions.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use orm::prelude::*;
@@ -7,7 +8,8 @@ use orm::{ConstraintKind, CoreError, Error};
 
 use crate::models::{create_schema, Address, Membership, Tag, User};
 use crate::support::{
-    capture, count_prefix, count_rows, for_each_db, query_i64, without_transaction_control, TestDb,
+    capture, count_prefix, count_rows, for_each_db, query_i64, with_prefix,
+    without_transaction_control, TestDb,
 };
 
 fn factory(db: &TestDb) -> SessionMaker {
@@ -56,30 +58,95 @@ fn add_flush_assigns_generated_keys_in_one_insert_per_table() {
     });
 }
 
-#[test]
-fn large_insert_is_chunked_under_the_parameter_limit_and_keys_match_rows() {
-    for_each_db(|db| {
-        let f = factory(db);
-        let mut s = f.session();
-        let n = 12_000; // 3 columns each: 36,000 parameters, over SQLite's 32,766
-        let users = s.add_all((0..n).map(|i| User::new(&format!("user-{i}"), i)))?;
-        let ((), sql) = capture(|| s.commit().expect("commit"));
-        let inserts = count_prefix(&sql, "INSERT");
-        let expected = if db.is_postgres() { 1 } else { 2 };
-        assert_eq!(inserts, expected, "INSERT statements on {}", db.name());
-        assert_eq!(count_rows(&db.engine(), "users")?, n as i64);
-        // Every object got the key of its own row.
-        let conn = db.engine().connection()?;
-        let mut by_id = std::collections::HashMap::new();
-        conn.query("SELECT id, age FROM users", &[], |r| {
+/// Every row of `users`: id -> (name, age).
+fn users_by_id(db: &TestDb) -> Result<HashMap<i64, (String, i32)>, CoreError> {
+    let mut by_id = HashMap::new();
+    db.engine()
+        .connection()?
+        .query("SELECT id, name, age FROM users", &[], |r| {
             by_id.insert(
                 r.get::<i64>(0).unwrap().unwrap(),
-                r.get::<i32>(1).unwrap().unwrap(),
+                (
+                    r.get::<String>(1).unwrap().unwrap(),
+                    r.get::<i32>(2).unwrap().unwrap(),
+                ),
             );
             Ok(())
         })?;
+    Ok(by_id)
+}
+
+#[test]
+fn inserts_are_batched_and_every_object_gets_the_key_of_its_own_row() {
+    // PostgreSQL: one statement whatever the count. SQLite: batches of 512 rows sharing one
+    // statement text, then one statement for the rest (12,000 rows: 36,000 parameters, over
+    // SQLite's 32,766 in one statement).
+    for_each_db(|db| {
+        let f = factory(db);
+        for (n, sqlite_inserts) in [
+            (1, 1),
+            (511, 1),
+            (512, 1),
+            (513, 2),
+            (1024, 2),
+            (1025, 3),
+            (12_000, 24),
+        ] {
+            let mut s = f.session();
+            let users = s.add_all((0..n).map(|i| User::new(&format!("user-{i}"), i)))?;
+            let ((), sql) = capture(|| s.commit().expect("commit"));
+            let inserts = with_prefix(&sql, "INSERT");
+            let expected = if db.is_postgres() { 1 } else { sqlite_inserts };
+            assert_eq!(
+                inserts.len(),
+                expected,
+                "INSERTs of {n} rows on {}",
+                db.name()
+            );
+            let texts: HashSet<&String> = inserts.iter().collect();
+            assert!(texts.len() <= 2, "full batches share one text ({n} rows)");
+            // Every object got the key of its own row.
+            let by_id = users_by_id(db)?;
+            assert_eq!(by_id.len(), n as usize);
+            for (i, u) in users.iter().enumerate() {
+                let id = u.identity_key().expect("key assigned");
+                assert_eq!(by_id[&id], (format!("user-{i}"), i as i32), "{n} rows");
+            }
+            db.engine()
+                .connection()?
+                .execute("DELETE FROM users", &[])?;
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn updates_of_interleaved_column_sets_write_each_object_its_own_values() {
+    for_each_db(|db| {
+        let f = factory(db);
+        let mut s = f.session();
+        let users = s.add_all((0..30).map(|i| User::new(&format!("u{i}"), i)))?;
+        s.commit()?;
+        // Three groups of changed columns, interleaved: age; name; age and name.
         for (i, u) in users.iter().enumerate() {
-            assert_eq!(by_id[&u.identity_key().unwrap()], i as i32);
+            let i = i as i32;
+            if i % 3 != 1 {
+                u.set(User::age, 100 + i)?;
+            }
+            if i % 3 != 0 {
+                u.set(User::name, format!("renamed-{i}"))?;
+            }
+        }
+        s.commit()?;
+        let by_id = users_by_id(db)?;
+        for (i, u) in users.iter().enumerate() {
+            let i = i as i32;
+            let name = match i % 3 {
+                0 => format!("u{i}"),
+                _ => format!("renamed-{i}"),
+            };
+            let age = if i % 3 == 1 { i } else { 100 + i };
+            assert_eq!(by_id[&u.identity_key().unwrap()], (name, age));
         }
         Ok(())
     });

@@ -1,26 +1,32 @@
-//! How a [`Value`] is bound as a parameter by each driver.
+//! How a [`Value`] (through its borrowed form, [`ValueRef`]) is bound as a parameter by each
+//! driver.
 
 use bytes::BytesMut;
 use postgres::types::{IsNull, Kind, ToSql, Type};
-use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::types::{ToSqlOutput, ValueRef as SqliteRef};
 
-use crate::value::Value;
+use crate::value::{Value, ValueRef};
 
 type BoxError = Box<dyn std::error::Error + Sync + Send>;
 
-fn mismatch(v: &Value, ty: &Type) -> BoxError {
+fn mismatch(v: &ValueRef<'_>, ty: &Type) -> BoxError {
     format!("cannot bind {v:?} to a parameter of type {}", ty.name()).into()
 }
 
-impl ToSql for Value {
+impl ToSql for ValueRef<'_> {
     fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
         // The server infers each parameter's type from the statement; integers and floats are
         // converted to that width (with a range check) so one Value fits any integer column.
         match self {
-            Value::Null => Ok(IsNull::Yes),
-            Value::Bool(b) if *ty == Type::BOOL => b.to_sql(ty, out),
-            Value::I16(_) | Value::I32(_) | Value::I64(_) => {
-                let v = self.as_i64().expect("integer");
+            ValueRef::Null => Ok(IsNull::Yes),
+            ValueRef::Bool(b) if *ty == Type::BOOL => b.to_sql(ty, out),
+            ValueRef::I16(_) | ValueRef::I32(_) | ValueRef::I64(_) => {
+                let v = match *self {
+                    ValueRef::I16(v) => i64::from(v),
+                    ValueRef::I32(v) => i64::from(v),
+                    ValueRef::I64(v) => v,
+                    _ => unreachable!("matched an integer"),
+                };
                 match *ty {
                     Type::INT2 => i16::try_from(v)?.to_sql(ty, out),
                     Type::INT4 => i32::try_from(v)?.to_sql(ty, out),
@@ -28,13 +34,13 @@ impl ToSql for Value {
                     _ => Err(mismatch(self, ty)),
                 }
             }
-            Value::F32(f) if *ty == Type::FLOAT4 => f.to_sql(ty, out),
-            Value::F32(f) if *ty == Type::FLOAT8 => f64::from(*f).to_sql(ty, out),
-            Value::F64(f) if *ty == Type::FLOAT8 => f.to_sql(ty, out),
-            Value::F64(f) if *ty == Type::FLOAT4 => (*f as f32).to_sql(ty, out),
-            Value::Text(s) if <&str as ToSql>::accepts(ty) => s.as_str().to_sql(ty, out),
-            Value::Bytes(b) if *ty == Type::BYTEA => b.as_slice().to_sql(ty, out),
-            Value::Array(_, items) => {
+            ValueRef::F32(f) if *ty == Type::FLOAT4 => f.to_sql(ty, out),
+            ValueRef::F32(f) if *ty == Type::FLOAT8 => f64::from(*f).to_sql(ty, out),
+            ValueRef::F64(f) if *ty == Type::FLOAT8 => f.to_sql(ty, out),
+            ValueRef::F64(f) if *ty == Type::FLOAT4 => (*f as f32).to_sql(ty, out),
+            ValueRef::Text(s) if <&str as ToSql>::accepts(ty) => s.to_sql(ty, out),
+            ValueRef::Bytes(b) if *ty == Type::BYTEA => b.to_sql(ty, out),
+            ValueRef::Array(_, items) => {
                 let Kind::Array(member) = ty.kind() else {
                     return Err(mismatch(self, ty));
                 };
@@ -65,23 +71,48 @@ impl ToSql for Value {
     postgres::types::to_sql_checked!();
 }
 
-impl rusqlite::ToSql for Value {
+impl ToSql for Value {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
+        self.as_ref().to_sql(ty, out)
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+/// SQLite's form of a parameter (SQLite has no booleans or narrow integers, and no arrays).
+fn sqlite_ref(v: ValueRef<'_>) -> rusqlite::Result<ToSqlOutput<'_>> {
+    Ok(ToSqlOutput::Borrowed(match v {
+        ValueRef::Null => SqliteRef::Null,
+        ValueRef::Bool(b) => SqliteRef::Integer(i64::from(b)),
+        ValueRef::I16(v) => SqliteRef::Integer(i64::from(v)),
+        ValueRef::I32(v) => SqliteRef::Integer(i64::from(v)),
+        ValueRef::I64(v) => SqliteRef::Integer(v),
+        ValueRef::F32(v) => SqliteRef::Real(f64::from(v)),
+        ValueRef::F64(v) => SqliteRef::Real(v),
+        ValueRef::Text(s) => SqliteRef::Text(s.as_bytes()),
+        ValueRef::Bytes(b) => SqliteRef::Blob(b),
+        ValueRef::Array(..) => {
+            return Err(rusqlite::Error::ToSqlConversionFailure(
+                "SQLite has no array parameters".into(),
+            ))
+        }
+    }))
+}
+
+impl rusqlite::ToSql for ValueRef<'_> {
+    #[inline]
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::Borrowed(match self {
-            Value::Null => ValueRef::Null,
-            Value::Bool(b) => ValueRef::Integer(i64::from(*b)),
-            Value::I16(v) => ValueRef::Integer(i64::from(*v)),
-            Value::I32(v) => ValueRef::Integer(i64::from(*v)),
-            Value::I64(v) => ValueRef::Integer(*v),
-            Value::F32(v) => ValueRef::Real(f64::from(*v)),
-            Value::F64(v) => ValueRef::Real(*v),
-            Value::Text(s) => ValueRef::Text(s.as_bytes()),
-            Value::Bytes(b) => ValueRef::Blob(b),
-            Value::Array(..) => {
-                return Err(rusqlite::Error::ToSqlConversionFailure(
-                    "SQLite has no array parameters".into(),
-                ))
-            }
-        }))
+        sqlite_ref(*self)
+    }
+}
+
+impl rusqlite::ToSql for Value {
+    #[inline]
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        sqlite_ref(self.as_ref())
     }
 }

@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+mod prepared;
 mod raw;
+
+pub use prepared::Prepared;
 
 use super::pool::{DriverConn, Manager};
 use super::row::Row;
@@ -114,40 +117,6 @@ impl Inner {
         }
     }
 
-    fn execute_each(&mut self, sql: &str, rows: &[Vec<Value>], expect: u64) -> Result<Vec<u64>> {
-        let echo = self.echo;
-        let mut counts = Vec::with_capacity(rows.len());
-        match &mut *self.conn {
-            DriverConn::Postgres { client, statements } => {
-                let stmt = DriverConn::pg_statement(client, statements, sql)?;
-                for params in rows {
-                    log(echo, sql, params);
-                    let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
-                        params.iter().map(|p| p as _).collect();
-                    let n = client.execute(&stmt, &refs).map_err(Error::from_postgres)?;
-                    counts.push(n);
-                    if n != expect {
-                        break;
-                    }
-                }
-            }
-            DriverConn::Sqlite(c) => {
-                let mut stmt = c.prepare_cached(sql).map_err(Error::from_sqlite)?;
-                for params in rows {
-                    log(echo, sql, params);
-                    let n = stmt
-                        .execute(rusqlite::params_from_iter(params.iter()))
-                        .map_err(Error::from_sqlite)?;
-                    counts.push(n as u64);
-                    if n as u64 != expect {
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(counts)
-    }
-
     fn query(
         &mut self,
         sql: &str,
@@ -211,16 +180,6 @@ impl Connection {
     pub fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
         let mut inner = self.inner.lock();
         let result = inner.execute(sql, params);
-        inner.note_failure(result.is_err());
-        result
-    }
-
-    /// Executes one statement once per parameter row, prepared once; returns the rows
-    /// affected by each execution. Stops after the first execution that affects a number of
-    /// rows other than `expect` (its count is the last one returned), or at the first error.
-    pub fn execute_each(&self, sql: &str, rows: &[Vec<Value>], expect: u64) -> Result<Vec<u64>> {
-        let mut inner = self.inner.lock();
-        let result = inner.execute_each(sql, rows, expect);
         inner.note_failure(result.is_err());
         result
     }

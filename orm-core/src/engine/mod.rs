@@ -13,7 +13,7 @@ mod url;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use connection::Connection;
+pub use connection::{Connection, Prepared};
 pub use row::RawRows;
 
 use crate::dialect::Dialect;

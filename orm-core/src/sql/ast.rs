@@ -253,6 +253,10 @@ impl Select {
 pub enum InsertRows {
     /// A multi-row VALUES list (one parameter per value).
     Values(Vec<Vec<Value>>),
+    /// A multi-row VALUES list of this many rows of placeholders, whose parameters are bound
+    /// when the statement runs ([`Prepared`](crate::engine::Prepared)): one text, so one
+    /// prepared statement, for every batch of that many rows.
+    Unbound(usize),
     /// One array parameter per column, expanded by `unnest` (PostgreSQL).
     Unnest(Vec<(SqlType, Vec<Value>)>),
 }
@@ -287,8 +291,9 @@ pub struct Update {
 /// The rows of an [`Update`].
 #[derive(Debug, Clone)]
 pub enum UpdateRows {
-    /// One row: values of `set` then of `matched`.
-    Single(Vec<Value>),
+    /// One row of placeholders, for the values of `set` then of `matched`, bound when the
+    /// statement runs ([`Prepared`](crate::engine::Prepared)).
+    Unbound,
     /// Many rows as arrays, one per column of `set` then `matched` (PostgreSQL).
     Unnest(Vec<(SqlType, Vec<Value>)>),
 }

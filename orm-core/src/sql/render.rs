@@ -39,6 +39,7 @@ pub fn render(dialect: Dialect, statement: Statement) -> Rendered {
         dialect,
         sql: String::with_capacity(128),
         params: Vec::new(),
+        unbound: 0,
     };
     match statement {
         Statement::Select(s) => r.select(&s),
@@ -65,6 +66,7 @@ pub fn expr_into(dialect: Dialect, e: &Expr, sql: &mut String, params: &mut Vec<
         dialect,
         sql: std::mem::take(sql),
         params: std::mem::take(params),
+        unbound: 0,
     };
     r.expr(e);
     *sql = r.sql;
@@ -75,6 +77,8 @@ struct Renderer {
     dialect: Dialect,
     sql: String,
     params: Vec<Value>,
+    /// Placeholders rendered without a value (numbered after `params`).
+    unbound: usize,
 }
 
 impl Renderer {
@@ -85,7 +89,14 @@ impl Renderer {
     fn param(&mut self, v: Value) {
         self.params.push(v);
         self.dialect
-            .placeholder_into(&mut self.sql, self.params.len());
+            .placeholder_into(&mut self.sql, self.params.len() + self.unbound);
+    }
+
+    /// A placeholder whose value is bound when the statement runs.
+    fn placeholder(&mut self) {
+        self.unbound += 1;
+        self.dialect
+            .placeholder_into(&mut self.sql, self.params.len() + self.unbound);
     }
 
     fn column_list(&mut self, table: &Table, columns: &[usize]) {
@@ -384,6 +395,19 @@ impl Renderer {
                         self.sql.push(')');
                     }
                 }
+                InsertRows::Unbound(rows) => {
+                    self.sql.push_str(" VALUES ");
+                    for ri in 0..rows {
+                        self.sql.push_str(if ri == 0 { "(" } else { ", (" });
+                        for vi in 0..i.columns.len() {
+                            if vi > 0 {
+                                self.sql.push_str(", ");
+                            }
+                            self.placeholder();
+                        }
+                        self.sql.push(')');
+                    }
+                }
                 InsertRows::Unnest(arrays) => {
                     // Rows are inserted in array order (ORDER BY the ordinality), so keys drawn
                     // from a sequence ascend in the order of the objects.
@@ -420,15 +444,14 @@ impl Renderer {
         self.ident(t.name);
         self.sql.push_str(" SET ");
         match u.rows {
-            UpdateRows::Single(values) => {
-                let mut values = values.into_iter();
+            UpdateRows::Unbound => {
                 for (i, &c) in u.set.iter().enumerate() {
                     if i > 0 {
                         self.sql.push_str(", ");
                     }
                     self.ident(t.columns[c].name);
                     self.sql.push_str(" = ");
-                    self.param(values.next().unwrap_or(Value::Null));
+                    self.placeholder();
                 }
                 self.sql.push_str(" WHERE ");
                 for (i, &c) in u.matched.iter().enumerate() {
@@ -437,7 +460,7 @@ impl Renderer {
                     }
                     self.ident(t.columns[c].name);
                     self.sql.push_str(" = ");
-                    self.param(values.next().unwrap_or(Value::Null));
+                    self.placeholder();
                 }
             }
             UpdateRows::Unnest(arrays) => {

@@ -1,13 +1,17 @@
 //! Batched statements for the objects of one table.
 //!
 //! - INSERT: one statement per table per flush on PostgreSQL (`INSERT .. SELECT FROM
-//!   unnest(..) ORDER BY ordinality RETURNING key`), multi-row VALUES chunked under the
-//!   parameter limit on SQLite. Generated keys come back in ascending order, which is the
-//!   order rows were inserted in (sequence / rowid), and are stored into the objects in that
-//!   order. A version column is inserted with the value the object holds.
+//!   unnest(..) ORDER BY ordinality RETURNING key`); on SQLite, multi-row VALUES in batches
+//!   of [`ROWS_PER_STATEMENT`] rows that share one prepared statement, then one statement for
+//!   the rest. Generated keys come back in ascending order, which is the order rows were
+//!   inserted in (sequence / rowid), and are stored into the objects in that order. A version
+//!   column is inserted with the value the object holds.
 //! - UPDATE: only the changed columns; objects that changed the same columns share one
-//!   statement on PostgreSQL (`UPDATE .. FROM unnest(..)`), a cached prepared statement per
-//!   row on SQLite. Every row must match, or the flush fails with `StaleData`.
+//!   statement on PostgreSQL (`UPDATE .. FROM unnest(..)`), one prepared statement run once
+//!   per row on SQLite. Every row must match, or the flush fails with `StaleData`.
+//!
+//! On SQLite, parameters are bound straight from the objects' fields
+//! ([`Mapped::column_ref`]), with no intermediate rows of values.
 //! - DELETE: one `DELETE .. WHERE (key) IN (..)` per table (chunked on SQLite).
 //!
 //! # Version columns (optimistic concurrency)
@@ -79,6 +83,13 @@ pub(crate) fn insert<T: Mapped>(conn: &Connection, new: &[Obj<T>]) -> Result<()>
     Ok(())
 }
 
+/// Most rows one multi-row INSERT statement holds on a dialect without `unnest` (SQLite):
+/// enough that the cost of running a statement is negligible per row, few enough that the
+/// prepared statement stays small in the connection's statement cache. Every full batch of a
+/// flush runs the same statement text, prepared once per connection; only the last, shorter
+/// batch has a text of its own (itself cached, so a flush of the same size finds it).
+const ROWS_PER_STATEMENT: usize = 512;
+
 fn insert_group<T: Mapped>(
     conn: &Connection,
     objs: &[&Obj<T>],
@@ -89,68 +100,129 @@ fn insert_group<T: Mapped>(
         return Ok(());
     }
     let dialect = conn.dialect();
-    let rows_per_statement = if columns.is_empty() {
-        1
-    } else if dialect.supports_unnest() {
-        objs.len()
-    } else {
-        (dialect.max_params() / columns.len()).max(1)
+    let insert = |rows| {
+        Statement::Insert(Insert {
+            table: T::TABLE,
+            columns: columns.clone(),
+            rows,
+            returning: returning.into_iter().collect(),
+        })
     };
-    for chunk in objs.chunks(rows_per_statement) {
-        let rows: Vec<Vec<Value>> = chunk
+    if dialect.supports_unnest() && !columns.is_empty() {
+        // One statement, one array parameter per column.
+        let rows: Vec<Vec<Value>> = objs
             .iter()
             .map(|o| {
                 let d = o.lock_data();
                 columns.iter().map(|&c| d.value.column_value(c)).collect()
             })
             .collect();
-        let rows = if dialect.supports_unnest() && !columns.is_empty() {
-            InsertRows::Unnest(arrays(&sql_types::<T>(&columns), rows))
-        } else {
-            InsertRows::Values(rows)
+        let statement = insert(InsertRows::Unnest(arrays(&sql_types::<T>(&columns), rows)));
+        return match returning {
+            None => conn
+                .execute_statement(statement)
+                .map(drop)
+                .map_err(Into::into),
+            Some(g) => {
+                let mut keys = Vec::with_capacity(objs.len());
+                conn.query_statement(statement, |row| read_key::<T>(row, g, &mut keys))?;
+                match assign_keys(objs, &mut keys)? {
+                    true => Ok(()),
+                    false => Err(short_insert::<T>(objs.len(), keys.len())),
+                }
+            }
         };
-        let statement = Statement::Insert(Insert {
-            table: T::TABLE,
-            columns: columns.clone(),
-            rows,
-            returning: returning.into_iter().collect(),
-        });
-        match returning {
-            None => {
-                conn.execute_statement(statement)?;
-            }
-            Some(_) => {
-                let mut keys = Vec::with_capacity(chunk.len());
-                conn.query_statement(statement, |row| {
-                    keys.push(
-                        row.value(0)
-                            .map_err(|source| orm_core::error::Error::Decode {
-                                table: T::TABLE.name.to_owned(),
-                                column: T::TABLE.columns[returning.unwrap_or(0)].name.to_owned(),
-                                source,
-                            })?,
-                    );
-                    Ok(())
-                })?;
-                if keys.len() != chunk.len() {
-                    return Err(Error::StaleData {
-                        table: T::TABLE.name,
-                        statement: "INSERT",
-                        key: None,
-                        expected: chunk.len() as u64,
-                        matched: keys.len() as u64,
-                    });
+    }
+    // Batches of a fixed size, then the rest: each text prepared once per connection, and
+    // parameters bound straight from the objects' fields.
+    let rows = if columns.is_empty() {
+        1 // DEFAULT VALUES: one row per statement
+    } else {
+        (dialect.max_params() / columns.len()).clamp(1, ROWS_PER_STATEMENT)
+    };
+    let (full, rest) = objs.split_at(objs.len() - objs.len() % rows);
+    for (batches, size) in [(full, rows), (rest, rest.len())] {
+        if batches.is_empty() {
+            continue;
+        }
+        let sql = render(dialect, insert(InsertRows::Unbound(size))).sql;
+        let mut keys = Vec::with_capacity(size);
+        let mut short = false;
+        conn.prepared(&sql, |stmt| {
+            for batch in batches.chunks(size) {
+                let mut i = 0;
+                for obj in batch {
+                    let d = obj.lock_data();
+                    for &c in &columns {
+                        stmt.bind(i, d.value.column_ref(c))?;
+                        i += 1;
+                    }
                 }
-                keys.sort_by_key(|k| k.as_i64());
-                for (obj, key) in chunk.iter().zip(keys) {
-                    let mut d = obj.lock_data();
-                    d.value.set_generated_key(key)?;
-                    d.set_key_generated(true);
+                match returning {
+                    None => {
+                        stmt.execute()?;
+                    }
+                    Some(g) => {
+                        keys.clear();
+                        stmt.query(|row| read_key::<T>(row, g, &mut keys))?;
+                        if !assign_keys(batch, &mut keys)? {
+                            short = true;
+                            break;
+                        }
+                    }
                 }
             }
+            Ok(())
+        })?;
+        if short {
+            return Err(short_insert::<T>(size, keys.len()));
         }
     }
     Ok(())
+}
+
+/// Reads the generated key of one row of an INSERT's RETURNING (column `g` of `T`).
+fn read_key<T: Mapped>(
+    row: &orm_core::engine::row::Row<'_>,
+    g: usize,
+    keys: &mut Vec<Value>,
+) -> orm_core::error::Result<()> {
+    let key = row
+        .value(0)
+        .map_err(|source| orm_core::error::Error::Decode {
+            table: T::TABLE.name.to_owned(),
+            column: T::TABLE.columns[g].name.to_owned(),
+            source,
+        })?;
+    keys.push(key);
+    Ok(())
+}
+
+/// Stores the keys one INSERT returned into its objects: ascending, which is the order the
+/// rows were inserted in (see the module). False, storing nothing, when the count differs.
+fn assign_keys<T: Mapped>(objs: &[&Obj<T>], keys: &mut [Value]) -> orm_core::error::Result<bool> {
+    if keys.len() != objs.len() {
+        return Ok(false);
+    }
+    keys.sort_by_key(Value::as_i64);
+    for (obj, key) in objs.iter().zip(keys) {
+        let mut d = obj.lock_data();
+        d.value
+            .set_generated_key(std::mem::replace(key, Value::Null))?;
+        d.set_key_generated(true);
+    }
+    Ok(true)
+}
+
+/// An INSERT that returned fewer keys than it had rows.
+fn short_insert<T: Mapped>(expected: usize, returned: usize) -> Error {
+    Error::StaleData {
+        table: T::TABLE.name,
+        statement: "INSERT",
+        key: None,
+        expected: expected as u64,
+        matched: returned as u64,
+    }
 }
 
 /// Whether [`update`] writes this object's row: persistent, with recorded changes, and not
@@ -198,33 +270,6 @@ fn set_columns<T: Mapped>(changed: &ColumnSet) -> ColumnSet {
     set
 }
 
-/// The parameters of one row of an UPDATE: values of `set` (the version column holding the
-/// held version + 1), then of `matched` (the key, and the held version).
-fn update_row<T: Mapped>(value: &T, set: &ColumnSet, matched: &[usize]) -> Vec<Value> {
-    set.iter()
-        .map(|c| {
-            if Some(c) == T::TABLE.version {
-                next_version(value.column_value(c))
-            } else {
-                value.column_value(c)
-            }
-        })
-        .chain(matched.iter().map(|&c| value.column_value(c)))
-        .collect()
-}
-
-/// The objects of `dirty` that one UPDATE group holds, in the order of its rows (recomputed
-/// on the error path only, so the flush keeps no per-group list of objects).
-fn update_group<'a, T: Mapped>(dirty: &'a [Obj<T>], set: &ColumnSet) -> Vec<&'a Obj<T>> {
-    dirty
-        .iter()
-        .filter(|o| {
-            let d = o.lock_data();
-            is_updated(&d) && set_columns::<T>(&d.changed()) == *set
-        })
-        .collect()
-}
-
 /// The columns an UPDATE or DELETE matches in its WHERE: the primary key, then (for a
 /// versioned table) the version the object holds.
 fn matched_columns<T: Mapped>() -> Vec<usize> {
@@ -236,33 +281,59 @@ fn matched_columns<T: Mapped>() -> Vec<usize> {
         .collect()
 }
 
+/// The objects of `dirty` that [`update`] writes, grouped by the columns their UPDATE sets
+/// (see [`set_columns`]); groups keep first-seen order.
+fn update_groups<T: Mapped>(dirty: &[Obj<T>]) -> Vec<(ColumnSet, Vec<&Obj<T>>)> {
+    let mut groups: Vec<(ColumnSet, Vec<&Obj<T>>)> = Vec::new();
+    let mut index: HashMap<ColumnSet, usize, foldhash::fast::RandomState> = HashMap::default();
+    let mut last: Option<usize> = None;
+    for obj in dirty {
+        let set = {
+            let d = obj.lock_data();
+            if !is_updated(&d) {
+                continue;
+            }
+            set_columns::<T>(&d.changed())
+        };
+        // Consecutive objects usually changed the same columns: no hashing then.
+        let g = match last {
+            Some(g) if groups[g].0 == set => g,
+            _ => *index.entry(set).or_insert_with_key(|set| {
+                groups.push((set.clone(), Vec::new()));
+                groups.len() - 1
+            }),
+        };
+        groups[g].1.push(obj);
+        last = Some(g);
+    }
+    groups
+}
+
 pub(crate) fn update<T: Mapped>(conn: &Connection, dirty: &[Obj<T>]) -> Result<()> {
     let table = T::TABLE;
+    let version = table.version;
     let matched = matched_columns::<T>();
-    // Objects that changed the same columns share a statement; groups keep first-seen order.
-    let mut groups: Vec<(ColumnSet, Vec<Vec<Value>>)> = Vec::new();
-    let mut index: HashMap<ColumnSet, usize> = HashMap::new();
-    for obj in dirty {
-        let d = obj.lock_data();
-        if !is_updated(&d) {
-            continue;
-        }
-        let set = set_columns::<T>(&d.changed());
-        let row = update_row(&d.value, &set, &matched);
-        let g = *index.entry(set).or_insert_with_key(|set| {
-            groups.push((set.clone(), Vec::new()));
-            groups.len() - 1
-        });
-        groups[g].1.push(row);
-    }
-    for (columns, rows) in groups {
+    for (columns, objs) in update_groups(dirty) {
         let set: Vec<usize> = columns.iter().collect();
         if conn.dialect().supports_unnest() {
+            // One statement for the group, one array parameter per column.
+            let rows: Vec<Vec<Value>> = objs
+                .iter()
+                .map(|o| {
+                    let d = o.lock_data();
+                    set.iter()
+                        .map(|&c| match Some(c) == version {
+                            true => next_version(d.value.column_value(c)),
+                            false => d.value.column_value(c),
+                        })
+                        .chain(matched.iter().map(|&c| d.value.column_value(c)))
+                        .collect()
+                })
+                .collect();
             let types: Vec<SqlType> = sql_types::<T>(&set)
                 .into_iter()
                 .chain(sql_types::<T>(&matched))
                 .collect();
-            let n = rows.len();
             let statement = Statement::Update(Update {
                 table,
                 set,
@@ -270,36 +341,50 @@ pub(crate) fn update<T: Mapped>(conn: &Connection, dirty: &[Obj<T>]) -> Result<(
                 rows: UpdateRows::Unnest(arrays(&types, rows)),
             });
             let count = conn.execute_statement(statement)?;
-            if count != n as u64 {
-                let batch = update_group(dirty, &columns);
-                return Err(stale(conn, Verb::Update, &batch, count));
+            if count != objs.len() as u64 {
+                return Err(stale(conn, Verb::Update, &objs, count));
             }
         } else {
-            // One rendering and one prepared statement for the whole group; a row per
-            // execution (SQLite is in-process: no round trip to save).
-            let Some(first) = rows.first() else { continue };
-            let rendered = render(
+            // One prepared statement for the group, a row per execution (SQLite is
+            // in-process: no round trip to save), bound straight from the objects' fields.
+            let sql = render(
                 conn.dialect(),
                 Statement::Update(Update {
                     table,
                     set: set.clone(),
                     matched: matched.clone(),
-                    rows: UpdateRows::Single(first.clone()),
+                    rows: UpdateRows::Unbound,
                 }),
-            );
-            let counts = conn.execute_each(&rendered.sql, &rows, 1)?;
-            for (i, count) in counts.into_iter().enumerate() {
-                if count != 1 {
-                    // One row per statement: the stale row is this one.
-                    let batch = update_group(dirty, &columns);
-                    return Err(Error::StaleData {
-                        table: table.name,
-                        statement: Verb::Update.sql(),
-                        key: batch.get(i).and_then(|o| key_of(o)),
-                        expected: 1,
-                        matched: count,
-                    });
+            )
+            .sql;
+            let stale_row = conn.prepared(&sql, |stmt| {
+                for obj in &objs {
+                    let d = obj.lock_data();
+                    for (i, &c) in set.iter().enumerate() {
+                        match Some(c) == version {
+                            true => stmt.bind(i, next_version(d.value.column_value(c)).as_ref())?,
+                            false => stmt.bind(i, d.value.column_ref(c))?,
+                        }
+                    }
+                    for (i, &c) in matched.iter().enumerate() {
+                        stmt.bind(set.len() + i, d.value.column_ref(c))?;
+                    }
+                    let count = stmt.execute()?;
+                    if count != 1 {
+                        return Ok(Some((*obj, count)));
+                    }
                 }
+                Ok(None)
+            })?;
+            if let Some((obj, count)) = stale_row {
+                // One row per statement: the stale row is this one.
+                return Err(Error::StaleData {
+                    table: table.name,
+                    statement: Verb::Update.sql(),
+                    key: key_of(obj),
+                    expected: 1,
+                    matched: count,
+                });
             }
         }
     }
