@@ -78,19 +78,18 @@ fn users_by_id(db: &TestDb) -> Result<HashMap<i64, (String, i32)>, CoreError> {
 
 #[test]
 fn inserts_are_batched_and_every_object_gets_the_key_of_its_own_row() {
-    // PostgreSQL: one statement whatever the count. SQLite: batches of 512 rows sharing one
-    // statement text, then one statement for the rest (12,000 rows: 36,000 parameters, over
-    // SQLite's 32,766 in one statement).
+    // PostgreSQL: one statement whatever the count. SQLite: batches of 64 rows sharing one
+    // statement text, then one statement for the rest (12,000 rows: 187 batches and 32 rows).
     for_each_db(|db| {
         let f = factory(db);
         for (n, sqlite_inserts) in [
             (1, 1),
-            (511, 1),
-            (512, 1),
-            (513, 2),
-            (1024, 2),
-            (1025, 3),
-            (12_000, 24),
+            (63, 1),
+            (64, 1),
+            (65, 2),
+            (128, 2),
+            (129, 3),
+            (12_000, 188),
         ] {
             let mut s = f.session();
             let users = s.add_all((0..n).map(|i| User::new(&format!("user-{i}"), i)))?;
