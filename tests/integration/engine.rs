@@ -27,6 +27,31 @@ fn col<T>(read: Result<Option<T>, DecodeError>, column: &str) -> Result<Option<T
 // Values and bound parameters
 
 #[test]
+fn reading_a_column_into_a_type_that_cannot_hold_it_is_a_wrong_type_error() {
+    for_each_db(|db| {
+        let conn = db.engine().connection()?;
+        let (big, null) = if db.is_postgres() {
+            ("3000000000::int8", "NULL::int4")
+        } else {
+            ("3000000000", "NULL")
+        };
+        conn.query(&format!("SELECT 'abc', {big}, {null}, 7"), &[], |r| {
+            let wrong = |read: Result<Option<i32>, DecodeError>| match read {
+                Err(DecodeError::WrongType { found, .. }) => assert!(!found.is_empty()),
+                other => panic!("expected WrongType, got {other:?}"),
+            };
+            wrong(r.get::<i32>(0));
+            wrong(r.get::<i32>(1));
+            assert_eq!(r.get::<i32>(2).expect("NULL reads as None"), None);
+            assert_eq!(r.get::<i32>(3).expect("fits"), Some(7));
+            assert!(r.get::<i32>(4).is_err(), "no such column");
+            Ok(())
+        })?;
+        Ok(())
+    });
+}
+
+#[test]
 fn every_value_type_round_trips_through_bound_parameters() {
     for_each_db(|db| {
         let conn = db.engine().connection()?;

@@ -20,6 +20,23 @@ pub trait DriverValue:
 }
 impl<T> DriverValue for T where T: for<'a> postgres::types::FromSql<'a> + rusqlite::types::FromSql {}
 
+/// A SQLite value that `T` cannot hold.
+#[cold]
+fn sqlite_error<T>(
+    v: rusqlite::types::ValueRef<'_>,
+    e: rusqlite::types::FromSqlError,
+) -> DecodeError {
+    use rusqlite::types::FromSqlError;
+    DecodeError::WrongType {
+        expected: std::any::type_name::<T>(),
+        found: match e {
+            FromSqlError::InvalidType => v.data_type().to_string(),
+            FromSqlError::OutOfRange(i) => format!("integer {i}, out of range"),
+            other => other.to_string(),
+        },
+    }
+}
+
 impl Row<'_> {
     /// Reads column `idx`; `Ok(None)` for NULL.
     #[inline]
@@ -36,16 +53,18 @@ impl Row<'_> {
                     found,
                 }
             }),
-            Row::Sqlite(row) => row.get::<_, Option<T>>(idx).map_err(|e| {
-                let found = match e {
-                    rusqlite::Error::InvalidColumnType(_, _, ty) => ty.to_string(),
-                    other => other.to_string(),
-                };
-                DecodeError::WrongType {
+            // `get_ref` and the conversion rather than `get::<Option<T>>`: the same work,
+            // without building the driver's error (with the column name) on the way.
+            Row::Sqlite(row) => match row.get_ref(idx) {
+                Ok(rusqlite::types::ValueRef::Null) => Ok(None),
+                Ok(v) => T::column_result(v)
+                    .map(Some)
+                    .map_err(|e| sqlite_error::<T>(v, e)),
+                Err(e) => Err(DecodeError::WrongType {
                     expected: std::any::type_name::<T>(),
-                    found,
-                }
-            }),
+                    found: e.to_string(),
+                }),
+            },
         }
     }
 
