@@ -134,8 +134,12 @@ pub enum ColumnSet {
 
 /// Sets are equal when they hold the same columns, however they are stored.
 impl PartialEq for ColumnSet {
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
-        self.significant() == other.significant()
+        match (self, other) {
+            (ColumnSet::Inline(a), ColumnSet::Inline(b)) => a == b,
+            _ => self.significant() == other.significant(),
+        }
     }
 }
 impl Eq for ColumnSet {}
