@@ -55,6 +55,26 @@ pub(crate) fn arrays(types: &[SqlType], rows: Vec<Vec<Value>>) -> Vec<(SqlType, 
     out
 }
 
+/// Column-wise arrays for `unnest`, one per entry of `types`, filled straight from the objects
+/// (no rows of values in between): `value(d, i)` is array `i`'s value for the object `d`.
+fn unnest_arrays<T: Mapped>(
+    types: Vec<SqlType>,
+    objs: &[&Obj<T>],
+    mut value: impl FnMut(&ObjData<T>, usize) -> Value,
+) -> Vec<(SqlType, Vec<Value>)> {
+    let mut out: Vec<(SqlType, Vec<Value>)> = types
+        .into_iter()
+        .map(|t| (t, Vec::with_capacity(objs.len())))
+        .collect();
+    for obj in objs {
+        let d = obj.lock_data();
+        for (i, (_, array)) in out.iter_mut().enumerate() {
+            array.push(value(&d, i));
+        }
+    }
+    out
+}
+
 fn sql_types<T: Mapped>(columns: &[usize]) -> Vec<SqlType> {
     columns
         .iter()
@@ -113,14 +133,10 @@ fn insert_group<T: Mapped>(
     };
     if dialect.supports_unnest() && !columns.is_empty() {
         // One statement, one array parameter per column.
-        let rows: Vec<Vec<Value>> = objs
-            .iter()
-            .map(|o| {
-                let d = o.lock_data();
-                columns.iter().map(|&c| d.value.column_value(c)).collect()
-            })
-            .collect();
-        let statement = insert(InsertRows::Unnest(arrays(&sql_types::<T>(&columns), rows)));
+        let arrays = unnest_arrays(sql_types::<T>(&columns), objs, |d, i| {
+            d.value.column_value(columns[i])
+        });
+        let statement = insert(InsertRows::Unnest(arrays));
         return match returning {
             None => conn
                 .execute_statement(statement)
@@ -320,28 +336,20 @@ pub(crate) fn update<T: Mapped>(conn: &Connection, dirty: &[Obj<T>]) -> Result<(
         let set: Vec<usize> = columns.iter().collect();
         if conn.dialect().supports_unnest() {
             // One statement for the group, one array parameter per column.
-            let rows: Vec<Vec<Value>> = objs
-                .iter()
-                .map(|o| {
-                    let d = o.lock_data();
-                    set.iter()
-                        .map(|&c| match Some(c) == version {
-                            true => next_version(d.value.column_value(c)),
-                            false => d.value.column_value(c),
-                        })
-                        .chain(matched.iter().map(|&c| d.value.column_value(c)))
-                        .collect()
-                })
-                .collect();
             let types: Vec<SqlType> = sql_types::<T>(&set)
                 .into_iter()
                 .chain(sql_types::<T>(&matched))
                 .collect();
+            let arrays = unnest_arrays(types, &objs, |d, i| match set.get(i) {
+                Some(&c) if Some(c) == version => next_version(d.value.column_value(c)),
+                Some(&c) => d.value.column_value(c),
+                None => d.value.column_value(matched[i - set.len()]),
+            });
             let statement = Statement::Update(Update {
                 table,
                 set,
                 matched: matched.clone(),
-                rows: UpdateRows::Unnest(arrays(&types, rows)),
+                rows: UpdateRows::Unnest(arrays),
             });
             let count = conn.execute_statement(statement)?;
             if count != objs.len() as u64 {
