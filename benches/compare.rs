@@ -14,6 +14,8 @@
 //! - `BENCH_RESULTS`: a file to append machine-readable result lines to (for `run.sh`).
 //! - `BENCH_ONLY`: run only the contenders whose `kind: name` contains this text (for
 //!   profiling one contender, e.g. `BENCH_ONLY=ours`).
+//! - `GLIBC_TUNABLES`: `benches/run.sh` sets glibc's trim and mmap thresholds so that every
+//!   contender runs with the allocator in the same steady state (see benches/README.md).
 //!
 //! Every contender runs one untimed warm-up repetition, then the repetitions of all contenders
 //! of a workload are interleaved (rep 1 of each, rep 2 of each, ...), so a burst of load on a
@@ -1663,6 +1665,12 @@ fn main() -> R<()> {
     eprintln!(
         "orm benchmark: {} timed repetitions per contender (BENCH_REPS), workloads {:?}",
         b.cfg.reps, b.cfg.workloads
+    );
+    eprintln!(
+        "allocator: {}",
+        std::env::var("GLIBC_TUNABLES")
+            .map(|t| format!("GLIBC_TUNABLES={t}"))
+            .unwrap_or_else(|_| "glibc's default heuristics (benches/run.sh fixes them)".into())
     );
     let started = Instant::now();
     if b.cfg.pg {

@@ -8,8 +8,8 @@
 #
 # Environment: DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/postgres),
 # BENCH_REPS, BENCH_WORKLOADS (W1,W2,W3,W4,W5,W6,MEM), BENCH_DB (pg,sqlite; for compare only),
-# BENCH_SKIP_PEERS=1, BENCH_SKIP_SQLALCHEMY=1. Each program recreates the schema orm_bench and
-# drops it when it ends. The combined table is also kept in $CARGO_TARGET_DIR/bench-results/.
+# BENCH_SKIP_PEERS=1, BENCH_SKIP_SQLALCHEMY=1, BENCH_MALLOC=default (see below). Each program
+# recreates the schema orm_bench and drops it when it ends. The combined table is also kept in $CARGO_TARGET_DIR/bench-results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +20,15 @@ export BENCH_RESULTS="$PWD/$target/bench-results/run-$stamp.tsv"
 case "$target" in /*) BENCH_RESULTS="$target/bench-results/run-$stamp.tsv" ;; esac
 : >"$BENCH_RESULTS"
 failed=()
+
+# glibc's malloc adapts its trim and mmap thresholds to what a process has freed so far, so
+# whether a contender's repetitions get their memory back from the kernel (page faults each
+# time) depends on what ran before it, not on the contender. Fixed thresholds put every
+# program and contender in the same steady state: no trimming, no mmap below 32 MiB.
+# BENCH_MALLOC=default keeps glibc's own heuristics (benches/README.md shows both).
+if [ "${BENCH_MALLOC:-steady}" != default ]; then
+    export GLIBC_TUNABLES="glibc.malloc.trim_threshold=1073741824:glibc.malloc.mmap_threshold=33554432"
+fi
 
 step() { printf '\n==> %s   [%s]\n' "$1" "$(uptime | sed 's/.*load/load/')" >&2; }
 
