@@ -114,7 +114,69 @@ pub enum ValueRef<'a> {
     /// Bytes.
     Bytes(&'a [u8]),
     /// An array of values of one SQL type (PostgreSQL only).
-    Array(SqlType, &'a [Value]),
+    Array(SqlType, ArrayItems<'a>),
+}
+
+/// The elements of a [`ValueRef::Array`]: owned values (those of a [`Value::Array`]), or values
+/// themselves borrowed, so that a column of a batch is bound without copying its text.
+///
+/// Two arrays with equal elements are equal (and print alike) whichever form they take.
+///
+/// # Examples
+///
+/// ```
+/// use orm_core::value::{ArrayItems, SqlType, Value, ValueRef};
+/// let names = [ValueRef::Text("ed"), ValueRef::Null];
+/// let borrowed = ValueRef::Array(SqlType::Text, ArrayItems::Refs(&names));
+/// let owned = Value::Array(SqlType::Text, vec![Value::Text("ed".into()), Value::Null]);
+/// assert_eq!(borrowed, owned.as_ref());
+/// assert_eq!(Value::from(borrowed), owned);
+/// assert_eq!(format!("{borrowed:?}"), format!("{owned:?}"));
+/// ```
+#[derive(Clone, Copy)]
+pub enum ArrayItems<'a> {
+    /// Owned values.
+    Values(&'a [Value]),
+    /// Borrowed values.
+    Refs(&'a [ValueRef<'a>]),
+}
+
+impl<'a> ArrayItems<'a> {
+    /// The number of elements.
+    #[inline]
+    pub fn len(self) -> usize {
+        match self {
+            ArrayItems::Values(v) => v.len(),
+            ArrayItems::Refs(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no elements.
+    #[inline]
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+
+    /// The elements, borrowed.
+    pub fn iter(self) -> impl Iterator<Item = ValueRef<'a>> {
+        let (values, refs): (&[Value], &[ValueRef<'a>]) = match self {
+            ArrayItems::Values(v) => (v, &[]),
+            ArrayItems::Refs(v) => (&[], v),
+        };
+        values.iter().map(Value::as_ref).chain(refs.iter().copied())
+    }
+}
+
+impl PartialEq for ArrayItems<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().zip(other.iter()).all(|(a, b)| a == b)
+    }
+}
+
+impl std::fmt::Debug for ArrayItems<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
 }
 
 impl From<ValueRef<'_>> for Value {
@@ -130,7 +192,7 @@ impl From<ValueRef<'_>> for Value {
             ValueRef::F64(f) => Value::F64(f),
             ValueRef::Text(s) => Value::Text(s.to_owned()),
             ValueRef::Bytes(b) => Value::Bytes(b.to_vec()),
-            ValueRef::Array(t, items) => Value::Array(t, items.to_vec()),
+            ValueRef::Array(t, items) => Value::Array(t, items.iter().map(Value::from).collect()),
         }
     }
 }
@@ -149,7 +211,7 @@ impl Value {
             Value::F64(f) => ValueRef::F64(*f),
             Value::Text(s) => ValueRef::Text(s),
             Value::Bytes(b) => ValueRef::Bytes(b),
-            Value::Array(t, items) => ValueRef::Array(*t, items),
+            Value::Array(t, items) => ValueRef::Array(*t, ArrayItems::Values(items)),
         }
     }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use orm::{
     ColumnDef, ConstraintKind, CoreError, DecodeError, Dialect, Engine, ForeignKey, Metadata,
-    SqlType, Table, Value,
+    SqlType, Table, Value, ValueRef,
 };
 
 use crate::support::{
@@ -1069,4 +1069,30 @@ fn assert_unique(db: &TestDb, e: &CoreError, column: &str, pg_constraint: &str) 
         }
         other => panic!("expected a unique violation on {column}: {other:?}"),
     }
+}
+
+#[test]
+fn a_prepared_statement_runs_with_borrowed_parameters_and_refuses_a_wrong_count() {
+    for_each_db(|db| {
+        let conn = db.engine().connection()?;
+        conn.execute("CREATE TABLE prepared_t (x BIGINT, y TEXT)", &[])?;
+        let insert = format!("INSERT INTO prepared_t (x, y) VALUES ({})", db.params(2));
+        let y = String::from("borrowed");
+        conn.prepared(&insert, |stmt| {
+            assert_eq!(stmt.execute(&[ValueRef::I32(1), ValueRef::Text(&y)])?, 1);
+            assert_eq!(stmt.execute(&[ValueRef::I32(2), ValueRef::Null])?, 1);
+            // One parameter short: an error, not the previous run's value.
+            assert!(stmt.execute(&[ValueRef::I32(3)]).is_err());
+            Ok(())
+        })?;
+        let rows = query_values(&conn, "SELECT x, y FROM prepared_t ORDER BY x", &[])?;
+        assert_eq!(
+            rows,
+            [
+                vec![Value::I64(1), Value::Text(y.clone())],
+                vec![Value::I64(2), Value::Null]
+            ]
+        );
+        Ok(())
+    });
 }

@@ -8,7 +8,7 @@ use orm::{ConstraintKind, CoreError, Error};
 
 use crate::models::{create_schema, Address, Membership, Tag, User};
 use crate::support::{
-    capture, count_prefix, count_rows, for_each_db, query_i64, with_prefix,
+    capture, capture_events, count_prefix, count_rows, for_each_db, query_i64, with_prefix,
     without_transaction_control, TestDb,
 };
 
@@ -115,6 +115,112 @@ fn inserts_are_batched_and_every_object_gets_the_key_of_its_own_row() {
                 .connection()?
                 .execute("DELETE FROM users", &[])?;
         }
+        Ok(())
+    });
+}
+
+/// Every row of `users`: id -> (name, fullname).
+fn names_by_id(db: &TestDb) -> Result<HashMap<i64, (String, Option<String>)>, CoreError> {
+    let mut by_id = HashMap::new();
+    db.engine()
+        .connection()?
+        .query("SELECT id, name, fullname FROM users", &[], |r| {
+            by_id.insert(
+                r.get::<i64>(0).unwrap().unwrap(),
+                (
+                    r.get::<String>(1).unwrap().unwrap(),
+                    r.get::<String>(2).unwrap(),
+                ),
+            );
+            Ok(())
+        })?;
+    Ok(by_id)
+}
+
+#[test]
+fn nulls_empty_strings_and_odd_text_survive_batched_inserts_and_updates() {
+    // PostgreSQL binds a batch's columns as arrays borrowed from the objects: NULL and the
+    // empty string must stay apart, and text an array literal would have to quote must not
+    // matter.
+    let texts = [
+        Some(String::new()),
+        None,
+        Some("NULL".to_owned()),
+        Some(r#"{"a,b"}\ 'é' ∅"#.to_owned()),
+        Some(" ".to_owned()),
+    ];
+    for_each_db(|db| {
+        let f = factory(db);
+        let mut s = f.session();
+        let users = s.add_all((0..70).map(|i| User {
+            id: None,
+            name: texts[i % texts.len()].clone().unwrap_or_default(),
+            fullname: texts[(i + 1) % texts.len()].clone(),
+            age: i as i32,
+        }))?;
+        s.commit()?;
+        let expected = |shift: usize| -> HashMap<i64, (String, Option<String>)> {
+            users
+                .iter()
+                .enumerate()
+                .map(|(i, u)| {
+                    let name = texts[(i + shift) % texts.len()].clone().unwrap_or_default();
+                    let fullname = texts[(i + shift + 1) % texts.len()].clone();
+                    (u.identity_key().expect("key assigned"), (name, fullname))
+                })
+                .collect()
+        };
+        assert_eq!(names_by_id(db)?, expected(0));
+        // One UPDATE group per changed column set, every value moved on by one.
+        for (i, u) in users.iter().enumerate() {
+            u.set(
+                User::name,
+                texts[(i + 1) % texts.len()].clone().unwrap_or_default(),
+            )?;
+            u.set(User::fullname, texts[(i + 2) % texts.len()].clone())?;
+        }
+        s.commit()?;
+        assert_eq!(names_by_id(db)?, expected(1));
+        Ok(())
+    });
+}
+
+#[test]
+fn the_parameters_of_batched_inserts_and_updates_are_logged_with_their_values() {
+    for_each_db(|db| {
+        let f = factory(db);
+        let mut s = f.session();
+        let ed = s.add(User {
+            id: None,
+            name: "ed".into(),
+            fullname: None,
+            age: 30,
+        })?;
+        s.add(User::new("wendy", 17))?;
+        let ((), events) = capture_events(|| s.flush().expect("flush"));
+        let insert = events
+            .iter()
+            .find(|e| e.sql.starts_with("INSERT"))
+            .expect("an INSERT");
+        let expected = if db.is_postgres() {
+            r#"[Array(Text, [Text("ed"), Text("wendy")]), Array(Text, [Null, Null]), Array(Integer, [I32(30), I32(17)])]"#
+        } else {
+            r#"[Text("ed"), Null, I32(30), Text("wendy"), Null, I32(17)]"#
+        };
+        assert_eq!(insert.params, expected);
+        ed.set(User::fullname, Some("Ed Jones".to_owned()))?;
+        let ((), events) = capture_events(|| s.flush().expect("flush"));
+        let update = events
+            .iter()
+            .find(|e| e.sql.starts_with("UPDATE"))
+            .expect("an UPDATE");
+        let id = ed.identity_key().expect("key");
+        let expected = if db.is_postgres() {
+            format!(r#"[Array(Text, [Text("Ed Jones")]), Array(BigInt, [I64({id})])]"#)
+        } else {
+            format!(r#"[Text("Ed Jones"), I64({id})]"#)
+        };
+        assert_eq!(update.params, expected);
         Ok(())
     });
 }

@@ -5,7 +5,7 @@ use bytes::BytesMut;
 use postgres::types::{IsNull, Kind, ToSql, Type};
 use rusqlite::types::{ToSqlOutput, ValueRef as SqliteRef};
 
-use crate::value::{Value, ValueRef};
+use crate::value::{ArrayItems, Value, ValueRef};
 
 type BoxError = Box<dyn std::error::Error + Sync + Send>;
 
@@ -38,26 +38,22 @@ impl ToSql for ValueRef<'_> {
             ValueRef::F32(f) if *ty == Type::FLOAT8 => f64::from(*f).to_sql(ty, out),
             ValueRef::F64(f) if *ty == Type::FLOAT8 => f.to_sql(ty, out),
             ValueRef::F64(f) if *ty == Type::FLOAT4 => (*f as f32).to_sql(ty, out),
+            // The text as is: what `&str` writes for `text`, after comparing the type's name
+            // with those of extension types (for every element of an array).
+            ValueRef::Text(s) if *ty == Type::TEXT => {
+                postgres_protocol::types::text_to_sql(s, out);
+                Ok(IsNull::No)
+            }
             ValueRef::Text(s) if <&str as ToSql>::accepts(ty) => s.to_sql(ty, out),
             ValueRef::Bytes(b) if *ty == Type::BYTEA => b.to_sql(ty, out),
             ValueRef::Array(_, items) => {
                 let Kind::Array(member) = ty.kind() else {
                     return Err(mismatch(self, ty));
                 };
-                let dim = postgres_protocol::types::ArrayDimension {
-                    len: i32::try_from(items.len())?,
-                    lower_bound: 1,
-                };
-                postgres_protocol::types::array_to_sql(
-                    Some(dim),
-                    member.oid(),
-                    items.iter(),
-                    |item, buf| match item.to_sql(member, buf)? {
-                        IsNull::No => Ok(postgres_protocol::IsNull::No),
-                        IsNull::Yes => Ok(postgres_protocol::IsNull::Yes),
-                    },
-                    out,
-                )?;
+                match items {
+                    ArrayItems::Values(v) => array_to_sql(member, v.iter().map(Value::as_ref), out),
+                    ArrayItems::Refs(v) => array_to_sql(member, v.iter().copied(), out),
+                }?;
                 Ok(IsNull::No)
             }
             _ => Err(mismatch(self, ty)),
@@ -69,6 +65,29 @@ impl ToSql for ValueRef<'_> {
     }
 
     postgres::types::to_sql_checked!();
+}
+
+/// A one-dimensional array of `member`s.
+fn array_to_sql<'v>(
+    member: &Type,
+    items: impl ExactSizeIterator<Item = ValueRef<'v>>,
+    out: &mut BytesMut,
+) -> Result<(), BoxError> {
+    let dim = postgres_protocol::types::ArrayDimension {
+        len: i32::try_from(items.len())?,
+        lower_bound: 1,
+    };
+    postgres_protocol::types::array_to_sql(
+        Some(dim),
+        member.oid(),
+        items,
+        |item, buf| match item.to_sql(member, buf)? {
+            IsNull::No => Ok(postgres_protocol::IsNull::No),
+            IsNull::Yes => Ok(postgres_protocol::IsNull::Yes),
+        },
+        out,
+    )?;
+    Ok(())
 }
 
 impl ToSql for Value {

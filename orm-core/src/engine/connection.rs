@@ -72,7 +72,9 @@ impl std::fmt::Debug for Connection {
     }
 }
 
-fn log(echo: bool, sql: &str, params: &[Value]) {
+/// Logs a statement with its parameters (`Value`s or `ValueRef`s, which print alike), formatted
+/// only when a subscriber records it.
+fn log(echo: bool, sql: &str, params: &[impl std::fmt::Debug]) {
     if echo {
         tracing::info!(target: "orm::sql", params = ?params, "{sql}");
     } else {
@@ -89,7 +91,7 @@ impl Inner {
     }
 
     fn control(&mut self, sql: &str) -> Result<()> {
-        log(self.echo, sql, &[]);
+        log(self.echo, sql, &[] as &[Value]);
         match &mut *self.conn {
             DriverConn::Postgres { client, .. } => {
                 client.batch_execute(sql).map_err(Error::from_postgres)

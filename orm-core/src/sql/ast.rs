@@ -259,6 +259,10 @@ pub enum InsertRows {
     Unbound(usize),
     /// One array parameter per column, expanded by `unnest` (PostgreSQL).
     Unnest(Vec<(SqlType, Vec<Value>)>),
+    /// As [`Unnest`](Self::Unnest), with one placeholder per column (typed as an array of the
+    /// column's type), its array bound when the statement runs
+    /// ([`Prepared`](crate::engine::Prepared)).
+    UnboundUnnest,
 }
 
 /// `INSERT INTO table (columns) <rows> RETURNING <returning>`
@@ -294,8 +298,10 @@ pub enum UpdateRows {
     /// One row of placeholders, for the values of `set` then of `matched`, bound when the
     /// statement runs ([`Prepared`](crate::engine::Prepared)).
     Unbound,
-    /// Many rows as arrays, one per column of `set` then `matched` (PostgreSQL).
-    Unnest(Vec<(SqlType, Vec<Value>)>),
+    /// Many rows as arrays expanded by `unnest` (PostgreSQL): one placeholder per column of
+    /// `set` then `matched` (typed as an array of the column's type), its array bound when the
+    /// statement runs ([`Prepared`](crate::engine::Prepared)).
+    UnboundUnnest,
 }
 
 /// `DELETE FROM table WHERE (key) IN (...)`

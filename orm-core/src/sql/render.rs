@@ -73,6 +73,14 @@ pub fn expr_into(dialect: Dialect, e: &Expr, sql: &mut String, params: &mut Vec<
     *params = r.params;
 }
 
+/// The array parameters of `unnest` for `columns` of `table`, bound when the statement runs.
+fn unbound<'a>(
+    table: &'a Table,
+    columns: &'a [usize],
+) -> impl ExactSizeIterator<Item = (SqlType, Option<Vec<Value>>)> + 'a {
+    columns.iter().map(|&c| (table.columns[c].sql_type, None))
+}
+
 struct Renderer {
     dialect: Dialect,
     sql: String,
@@ -348,15 +356,24 @@ impl Renderer {
         }
     }
 
-    /// `unnest($1::int8[], $2::text[]) WITH ORDINALITY AS alias(c1, c2, ord)`
-    fn unnest(&mut self, arrays: Vec<(SqlType, Vec<Value>)>, alias: &str, names: &[&str]) {
+    /// `unnest($1::int8[], $2::text[]) WITH ORDINALITY AS alias(c1, c2, ord)`: one array
+    /// parameter per entry of `arrays`, of its type, with its values or (`None`) a placeholder.
+    fn unnest(
+        &mut self,
+        arrays: impl ExactSizeIterator<Item = (SqlType, Option<Vec<Value>>)>,
+        alias: &str,
+        names: &[&str],
+    ) {
         self.sql.push_str("unnest(");
         let n = arrays.len();
-        for (i, (ty, items)) in arrays.into_iter().enumerate() {
+        for (i, (ty, items)) in arrays.enumerate() {
             if i > 0 {
                 self.sql.push_str(", ");
             }
-            self.param(Value::Array(ty, items));
+            match items {
+                Some(items) => self.param(Value::Array(ty, items)),
+                None => self.placeholder(),
+            }
             self.sql.push_str("::");
             self.sql.push_str(Dialect::array_type(ty));
         }
@@ -408,7 +425,7 @@ impl Renderer {
                         self.sql.push(')');
                     }
                 }
-                InsertRows::Unnest(arrays) => {
+                InsertRows::Unnest(_) | InsertRows::UnboundUnnest => {
                     // Rows are inserted in array order (ORDER BY the ordinality), so keys drawn
                     // from a sequence ascend in the order of the objects.
                     self.sql.push_str(" SELECT ");
@@ -416,7 +433,14 @@ impl Renderer {
                     self.sql.push_str(" FROM ");
                     let names: Vec<&str> =
                         i.columns.iter().map(|&c| i.table.columns[c].name).collect();
-                    self.unnest(arrays, "__v", &names);
+                    match i.rows {
+                        InsertRows::Unnest(arrays) => self.unnest(
+                            arrays.into_iter().map(|(ty, items)| (ty, Some(items))),
+                            "__v",
+                            &names,
+                        ),
+                        _ => self.unnest(unbound(i.table, &i.columns), "__v", &names),
+                    }
                     self.sql.push_str(" ORDER BY __ord");
                 }
             }
@@ -463,7 +487,7 @@ impl Renderer {
                     self.placeholder();
                 }
             }
-            UpdateRows::Unnest(arrays) => {
+            UpdateRows::UnboundUnnest => {
                 // Set columns are named __s0.., matched ones __m0.., so a column may be both
                 // set and matched (the version column).
                 let names: Vec<String> = (0..u.set.len())
@@ -480,7 +504,8 @@ impl Renderer {
                 }
                 self.sql.push_str(" FROM ");
                 let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-                self.unnest(arrays, "__v", &refs);
+                let columns: Vec<usize> = u.set.iter().chain(&u.matched).copied().collect();
+                self.unnest(unbound(t, &columns), "__v", &refs);
                 self.sql.push_str(" WHERE ");
                 for (i, &c) in u.matched.iter().enumerate() {
                     if i > 0 {
@@ -536,6 +561,7 @@ impl Renderer {
                 }
                 self.sql.push_str(" FROM ");
                 let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+                let arrays = arrays.into_iter().map(|(ty, items)| (ty, Some(items)));
                 self.unnest(arrays, "__v", &refs);
             }
         }

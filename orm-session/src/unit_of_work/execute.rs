@@ -10,8 +10,9 @@
 //!   statement on PostgreSQL (`UPDATE .. FROM unnest(..)`), one prepared statement run once
 //!   per row on SQLite. Every row must match, or the flush fails with `StaleData`.
 //!
-//! On SQLite, parameters are bound straight from the objects' fields
-//! ([`Mapped::column_ref`]), with no intermediate rows of values.
+//! INSERT and UPDATE bind parameters borrowed from the objects' fields
+//! ([`Mapped::column_ref`]), with no intermediate rows of values: the objects of a statement
+//! stay locked while it runs.
 //! - DELETE: one `DELETE .. WHERE (key) IN (..)` per table (chunked on SQLite).
 //!
 //! # Version columns (optimistic concurrency)
@@ -35,7 +36,8 @@ use orm_core::sql::ast::{
     Delete, DeleteRows, Insert, InsertRows, Select, Statement, Update, UpdateRows,
 };
 use orm_core::sql::render::render;
-use orm_core::value::{SqlType, Value};
+use orm_core::value::{ArrayItems, SqlType, Value, ValueRef};
+use parking_lot::RwLockWriteGuard;
 
 use crate::error::{Error, Result};
 use crate::object::{Obj, ObjData};
@@ -55,24 +57,41 @@ pub(crate) fn arrays(types: &[SqlType], rows: Vec<Vec<Value>>) -> Vec<(SqlType, 
     out
 }
 
-/// Column-wise arrays for `unnest`, one per entry of `types`, filled straight from the objects
-/// (no rows of values in between): `value(d, i)` is array `i`'s value for the object `d`.
-fn unnest_arrays<T: Mapped>(
-    types: Vec<SqlType>,
-    objs: &[&Obj<T>],
-    mut value: impl FnMut(&ObjData<T>, usize) -> Value,
-) -> Vec<(SqlType, Vec<Value>)> {
-    let mut out: Vec<(SqlType, Vec<Value>)> = types
-        .into_iter()
-        .map(|t| (t, Vec::with_capacity(objs.len())))
-        .collect();
-    for obj in objs {
-        let d = obj.lock_data();
-        for (i, (_, array)) in out.iter_mut().enumerate() {
-            array.push(value(&d, i));
+/// An object locked for as long as a statement binds values borrowed from its fields.
+type Locked<'a, T> = RwLockWriteGuard<'a, ObjData<T>>;
+
+/// Locks each of `objs`, in order.
+fn lock_all<'a, T: Mapped>(objs: &[&'a Obj<T>]) -> Vec<Locked<'a, T>> {
+    objs.iter().map(|o| o.lock_data()).collect()
+}
+
+/// Column-wise arrays for `unnest`, borrowed from the locked objects' fields (no value is
+/// copied): array `i` of `n` holds `value(d, i)` for each object `d`.
+fn unnest_arrays<'d, T: Mapped>(
+    locked: &'d [Locked<'_, T>],
+    n: usize,
+    value: impl Fn(&'d ObjData<T>, usize) -> ValueRef<'d>,
+) -> Vec<Vec<ValueRef<'d>>> {
+    let mut out: Vec<Vec<ValueRef<'d>>> =
+        (0..n).map(|_| Vec::with_capacity(locked.len())).collect();
+    for d in locked {
+        for (i, array) in out.iter_mut().enumerate() {
+            array.push(value(d, i));
         }
     }
     out
+}
+
+/// The parameters of an `unnest` statement: `arrays[i]` as an array of column `columns[i]`'s
+/// type.
+fn array_params<'a, T: Mapped>(
+    columns: impl Iterator<Item = usize>,
+    arrays: &'a [Vec<ValueRef<'a>>],
+) -> Vec<ValueRef<'a>> {
+    columns
+        .zip(arrays)
+        .map(|(c, a)| ValueRef::Array(T::TABLE.columns[c].sql_type, ArrayItems::Refs(a)))
+        .collect()
 }
 
 fn sql_types<T: Mapped>(columns: &[usize]) -> Vec<SqlType> {
@@ -132,24 +151,23 @@ fn insert_group<T: Mapped>(
         })
     };
     if dialect.supports_unnest() && !columns.is_empty() {
-        // One statement, one array parameter per column.
-        let arrays = unnest_arrays(sql_types::<T>(&columns), objs, |d, i| {
-            d.value.column_value(columns[i])
-        });
-        let statement = insert(InsertRows::Unnest(arrays));
-        return match returning {
-            None => conn
-                .execute_statement(statement)
-                .map(drop)
-                .map_err(Into::into),
-            Some(g) => {
-                let mut keys = Vec::with_capacity(objs.len());
-                conn.query_statement(statement, |row| read_key::<T>(row, g, &mut keys))?;
-                match assign_keys(objs, &mut keys)? {
-                    true => Ok(()),
-                    false => Err(short_insert::<T>(objs.len(), keys.len())),
-                }
-            }
+        // One statement, one array parameter per column, borrowed from the objects' fields.
+        let sql = render(dialect, insert(InsertRows::UnboundUnnest)).sql;
+        let mut keys = Vec::with_capacity(objs.len());
+        {
+            let locked = lock_all(objs);
+            let arrays = unnest_arrays(&locked, columns.len(), |d, i| {
+                d.value.column_ref(columns[i])
+            });
+            let params = array_params::<T>(columns.iter().copied(), &arrays);
+            conn.prepared(&sql, |stmt| match returning {
+                None => stmt.execute(&params).map(drop),
+                Some(g) => stmt.query(&params, |row| read_key::<T>(row, g, &mut keys)),
+            })?;
+        }
+        return match returning.is_none() || assign_keys(objs, &mut keys)? {
+            true => Ok(()),
+            false => Err(short_insert::<T>(objs.len(), keys.len())),
         };
     }
     // Batches of a fixed size, then the rest: each text prepared once per connection, and
@@ -169,26 +187,21 @@ fn insert_group<T: Mapped>(
         let mut short = false;
         conn.prepared(&sql, |stmt| {
             for batch in batches.chunks(size) {
-                let mut i = 0;
-                for obj in batch {
-                    let d = obj.lock_data();
-                    for &c in &columns {
-                        stmt.bind(i, d.value.column_ref(c))?;
-                        i += 1;
+                {
+                    let locked = lock_all(batch);
+                    let params: Vec<ValueRef<'_>> = locked
+                        .iter()
+                        .flat_map(|d| columns.iter().map(|&c| d.value.column_ref(c)))
+                        .collect();
+                    keys.clear();
+                    match returning {
+                        None => stmt.execute(&params).map(drop)?,
+                        Some(g) => stmt.query(&params, |row| read_key::<T>(row, g, &mut keys))?,
                     }
                 }
-                match returning {
-                    None => {
-                        stmt.execute()?;
-                    }
-                    Some(g) => {
-                        keys.clear();
-                        stmt.query(|row| read_key::<T>(row, g, &mut keys))?;
-                        if !assign_keys(batch, &mut keys)? {
-                            short = true;
-                            break;
-                        }
-                    }
+                if returning.is_some() && !assign_keys(batch, &mut keys)? {
+                    short = true;
+                    break;
                 }
             }
             Ok(())
@@ -253,13 +266,29 @@ pub(crate) fn is_updated<T>(d: &ObjData<T>) -> bool {
 
 /// The version an UPDATE writes: the held version + 1. It wraps at the type's maximum (the
 /// wrapped value still differs from the version every other writer expects).
-fn next_version(held: Value) -> Value {
+fn next_version(held: ValueRef<'_>) -> ValueRef<'_> {
     match held {
-        Value::I16(n) => Value::I16(n.wrapping_add(1)),
-        Value::I32(n) => Value::I32(n.wrapping_add(1)),
-        Value::I64(n) => Value::I64(n.wrapping_add(1)),
+        ValueRef::I16(n) => ValueRef::I16(n.wrapping_add(1)),
+        ValueRef::I32(n) => ValueRef::I32(n.wrapping_add(1)),
+        ValueRef::I64(n) => ValueRef::I64(n.wrapping_add(1)),
         // The derive accepts only i16, i32 and i64 version columns.
         other => other,
+    }
+}
+
+/// Parameter `i` of an UPDATE of the object's row that sets `set` and matches `matched`: the
+/// values of `set` (for the version column, the next version), then of `matched`.
+#[inline]
+fn update_value<'d, T: Mapped>(
+    d: &'d ObjData<T>,
+    set: &[usize],
+    matched: &[usize],
+    i: usize,
+) -> ValueRef<'d> {
+    match set.get(i) {
+        Some(&c) if Some(c) == T::TABLE.version => next_version(d.value.column_ref(c)),
+        Some(&c) => d.value.column_ref(c),
+        None => d.value.column_ref(matched[i - set.len()]),
     }
 }
 
@@ -273,7 +302,7 @@ pub(crate) fn after_update<T: Mapped>(d: &mut ObjData<T>) {
         return;
     };
     if is_updated(d) {
-        let next = next_version(d.value.column_value(v));
+        let next = Value::from(next_version(d.value.column_ref(v)));
         d.value
             .set_column(v, next)
             .expect("a version field accepts an integer of its own type");
@@ -330,69 +359,55 @@ fn update_groups<T: Mapped>(dirty: &[Obj<T>]) -> Vec<(ColumnSet, Vec<&Obj<T>>)> 
 
 pub(crate) fn update<T: Mapped>(conn: &Connection, dirty: &[Obj<T>]) -> Result<()> {
     let table = T::TABLE;
-    let version = table.version;
     let matched = matched_columns::<T>();
+    let dialect = conn.dialect();
     for (columns, objs) in update_groups(dirty) {
         let set: Vec<usize> = columns.iter().collect();
-        if conn.dialect().supports_unnest() {
+        let unnest = dialect.supports_unnest();
+        let statement = Statement::Update(Update {
+            table,
+            set: set.clone(),
+            matched: matched.clone(),
+            rows: match unnest {
+                true => UpdateRows::UnboundUnnest,
+                false => UpdateRows::Unbound,
+            },
+        });
+        let sql = render(dialect, statement).sql;
+        let locked = lock_all(&objs);
+        let n = set.len() + matched.len();
+        let value = |d, i| update_value(d, &set, &matched, i);
+        if unnest {
             // One statement for the group, one array parameter per column.
-            let types: Vec<SqlType> = sql_types::<T>(&set)
-                .into_iter()
-                .chain(sql_types::<T>(&matched))
-                .collect();
-            let arrays = unnest_arrays(types, &objs, |d, i| match set.get(i) {
-                Some(&c) if Some(c) == version => next_version(d.value.column_value(c)),
-                Some(&c) => d.value.column_value(c),
-                None => d.value.column_value(matched[i - set.len()]),
-            });
-            let statement = Statement::Update(Update {
-                table,
-                set,
-                matched: matched.clone(),
-                rows: UpdateRows::Unnest(arrays),
-            });
-            let count = conn.execute_statement(statement)?;
+            let arrays = unnest_arrays(&locked, n, value);
+            let params = array_params::<T>(set.iter().chain(&matched).copied(), &arrays);
+            let count = conn.prepared(&sql, |stmt| stmt.execute(&params))?;
+            drop(locked);
             if count != objs.len() as u64 {
                 return Err(stale(conn, Verb::Update, &objs, count));
             }
         } else {
             // One prepared statement for the group, a row per execution (SQLite is
-            // in-process: no round trip to save), bound straight from the objects' fields.
-            let sql = render(
-                conn.dialect(),
-                Statement::Update(Update {
-                    table,
-                    set: set.clone(),
-                    matched: matched.clone(),
-                    rows: UpdateRows::Unbound,
-                }),
-            )
-            .sql;
+            // in-process: no round trip to save).
             let stale_row = conn.prepared(&sql, |stmt| {
-                for obj in &objs {
-                    let d = obj.lock_data();
-                    for (i, &c) in set.iter().enumerate() {
-                        match Some(c) == version {
-                            true => stmt.bind(i, next_version(d.value.column_value(c)).as_ref())?,
-                            false => stmt.bind(i, d.value.column_ref(c))?,
-                        }
-                    }
-                    for (i, &c) in matched.iter().enumerate() {
-                        stmt.bind(set.len() + i, d.value.column_ref(c))?;
-                    }
-                    let count = stmt.execute()?;
+                let mut params = Vec::with_capacity(n);
+                for (at, d) in locked.iter().enumerate() {
+                    params.clear();
+                    params.extend((0..n).map(|i| update_value(d, &set, &matched, i)));
+                    let count = stmt.execute(&params)?;
                     if count != 1 {
-                        return Ok(Some((*obj, count)));
+                        return Ok(Some((at, count)));
                     }
                 }
                 Ok(None)
             })?;
-            if let Some((obj, count)) = stale_row {
+            drop(locked);
+            if let Some((at, count)) = stale_row {
                 // One row per statement: the stale row is this one.
                 return Err(Error::StaleData {
                     table: table.name,
                     statement: Verb::Update.sql(),
-                    key: key_of(obj),
+                    key: key_of(objs[at]),
                     expected: 1,
                     matched: count,
                 });
@@ -558,7 +573,7 @@ fn find_stale<T: Mapped>(
             let d = o.lock_data();
             let written = table
                 .version
-                .and_then(|v| next_version(d.value.column_value(v)).as_i64());
+                .and_then(|v| Value::from(next_version(d.value.column_ref(v))).as_i64());
             Some((d.value.key()?, written))
         })
         .collect();

@@ -1,28 +1,22 @@
-//! A statement prepared once and run many times with its parameters bound one by one:
+//! A statement prepared once and run many times with borrowed parameters:
 //! [`Connection::prepared`].
 
 use super::{log, Connection, Inner};
 use crate::engine::pool::DriverConn;
 use crate::engine::row::Row;
 use crate::error::{Error, Result};
-use crate::value::{Value, ValueRef};
+use crate::value::ValueRef;
 
 /// A statement prepared on a connection (through its statement cache), given by
-/// [`Connection::prepared`]. Parameters are bound by position from borrowed values, so that a
-/// batch of rows reaches the driver without first being copied into rows of [`Value`]s; each
-/// [`execute`](Self::execute) or [`query`](Self::query) runs the statement with the
-/// parameters bound since the previous run.
-///
-/// Every parameter must be bound before each run: on SQLite a parameter left unbound keeps
-/// the value of the previous run (or NULL).
+/// [`Connection::prepared`]. Each [`execute`](Self::execute) or [`query`](Self::query) runs it
+/// with parameters borrowed from where they live ([`ValueRef`]s), so that a batch of rows, or
+/// a whole column of one as an array ([`ArrayItems::Refs`](crate::value::ArrayItems::Refs)),
+/// reaches the driver without first being copied into [`Value`](crate::value::Value)s.
 pub struct Prepared<'c> {
     sql: &'c str,
     echo: bool,
-    /// The parameters bound for the next run, kept only when statements are logged (always
-    /// on PostgreSQL, whose driver takes them all at once).
-    params: Option<Vec<Value>>,
     stmt: Stmt<'c>,
-    /// A run or a bind failed in the database.
+    /// A run failed in the database.
     failed: bool,
 }
 
@@ -34,77 +28,79 @@ enum Stmt<'c> {
     },
 }
 
-/// Whether statements logged at the connection's level reach a subscriber.
-fn logged(echo: bool) -> bool {
-    if echo {
-        tracing::enabled!(target: "orm::sql", tracing::Level::INFO)
-    } else {
-        tracing::enabled!(target: "orm::sql", tracing::Level::DEBUG)
-    }
+/// `params` as the PostgreSQL driver takes them.
+fn pg_params<'p>(params: &'p [ValueRef<'_>]) -> Vec<&'p (dyn postgres::types::ToSql + Sync)> {
+    params.iter().map(|p| p as _).collect()
 }
 
 impl Prepared<'_> {
-    /// Binds parameter `index` (counted from 0: the placeholder `?{index + 1}` / `${index + 1}`).
-    #[inline]
-    pub fn bind(&mut self, index: usize, value: ValueRef<'_>) -> Result<()> {
-        if let Some(params) = &mut self.params {
-            if params.len() <= index {
-                params.resize(index + 1, Value::Null);
-            }
-            params[index] = value.into();
+    /// Binds `params` (the placeholders `?1..` / `$1..` in order) on SQLite.
+    fn bind_sqlite(
+        stmt: &mut rusqlite::CachedStatement<'_>,
+        params: &[ValueRef<'_>],
+    ) -> Result<()> {
+        // A placeholder left unbound would keep the value of the previous run.
+        let expected = stmt.parameter_count();
+        if params.len() != expected {
+            let e = rusqlite::Error::InvalidParameterCount(params.len(), expected);
+            return Err(Error::from_sqlite(e));
         }
-        if let Stmt::Sqlite(stmt) = &mut self.stmt {
-            let bound = stmt.raw_bind_parameter(index + 1, value);
-            self.failed |= bound.is_err();
-            bound.map_err(Error::from_sqlite)?;
+        for (i, &p) in params.iter().enumerate() {
+            stmt.raw_bind_parameter(i + 1, p)
+                .map_err(Error::from_sqlite)?;
         }
         Ok(())
     }
 
-    /// Runs the statement; returns the number of rows it affected.
-    pub fn execute(&mut self) -> Result<u64> {
-        self.log();
+    /// Runs the statement with `params` (one per placeholder, in order); returns the number
+    /// of rows it affected.
+    pub fn execute(&mut self, params: &[ValueRef<'_>]) -> Result<u64> {
+        log(self.echo, self.sql, params);
         let result = match &mut self.stmt {
-            Stmt::Sqlite(stmt) => stmt
-                .raw_execute()
-                .map(|n| n as u64)
-                .map_err(Error::from_sqlite),
-            Stmt::Postgres { client, statement } => {
-                let params = self.params.as_deref().unwrap_or_default();
-                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
-                    params.iter().map(|p| p as _).collect();
-                client
-                    .execute(&*statement, &refs)
-                    .map_err(Error::from_postgres)
-            }
+            Stmt::Sqlite(stmt) => Self::bind_sqlite(stmt, params).and_then(|()| {
+                stmt.raw_execute()
+                    .map(|n| n as u64)
+                    .map_err(Error::from_sqlite)
+            }),
+            Stmt::Postgres { client, statement } => client
+                .execute(&*statement, &pg_params(params))
+                .map_err(Error::from_postgres),
         };
         self.failed |= result.is_err();
         result
     }
 
-    /// Runs the statement as a query, calling `f` for each row.
-    pub fn query(&mut self, mut f: impl FnMut(&Row<'_>) -> Result<()>) -> Result<()> {
-        self.log();
+    /// Runs the statement as a query with `params` (one per placeholder, in order), calling
+    /// `f` for each row.
+    pub fn query(
+        &mut self,
+        params: &[ValueRef<'_>],
+        mut f: impl FnMut(&Row<'_>) -> Result<()>,
+    ) -> Result<()> {
+        log(self.echo, self.sql, params);
         let mut failed = false;
         let result = match &mut self.stmt {
-            Stmt::Sqlite(stmt) => {
-                let mut rows = stmt.raw_query();
-                loop {
-                    match rows.next() {
-                        Ok(Some(row)) => f(&Row::Sqlite(row))?,
-                        Ok(None) => break Ok(()),
-                        Err(e) => {
-                            failed = true;
-                            break Err(Error::from_sqlite(e));
+            Stmt::Sqlite(stmt) => match Self::bind_sqlite(stmt, params) {
+                Err(e) => {
+                    failed = true;
+                    Err(e)
+                }
+                Ok(()) => {
+                    let mut rows = stmt.raw_query();
+                    loop {
+                        match rows.next() {
+                            Ok(Some(row)) => f(&Row::Sqlite(row))?,
+                            Ok(None) => break Ok(()),
+                            Err(e) => {
+                                failed = true;
+                                break Err(Error::from_sqlite(e));
+                            }
                         }
                     }
                 }
-            }
+            },
             Stmt::Postgres { client, statement } => {
-                let params = self.params.as_deref().unwrap_or_default();
-                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
-                    params.iter().map(|p| p as _).collect();
-                match client.query(&*statement, &refs) {
+                match client.query(&*statement, &pg_params(params)) {
                     Ok(rows) => rows.iter().try_for_each(|row| f(&Row::Postgres(row))),
                     Err(e) => {
                         failed = true;
@@ -116,12 +112,6 @@ impl Prepared<'_> {
         self.failed |= failed;
         result
     }
-
-    fn log(&self) {
-        if let Some(params) = &self.params {
-            log(self.echo, self.sql, params);
-        }
-    }
 }
 
 impl Inner {
@@ -131,14 +121,14 @@ impl Inner {
         f: impl FnOnce(&mut Prepared<'_>) -> Result<R>,
     ) -> (Result<R>, bool) {
         let echo = self.echo;
-        let (stmt, params) = match &mut *self.conn {
+        let stmt = match &mut *self.conn {
             DriverConn::Sqlite(c) => match c.prepare_cached(sql) {
-                Ok(stmt) => (Stmt::Sqlite(stmt), logged(echo).then(Vec::new)),
+                Ok(stmt) => Stmt::Sqlite(stmt),
                 Err(e) => return (Err(Error::from_sqlite(e)), true),
             },
             DriverConn::Postgres { client, statements } => {
                 match DriverConn::pg_statement(client, statements, sql) {
-                    Ok(statement) => (Stmt::Postgres { client, statement }, Some(Vec::new())),
+                    Ok(statement) => Stmt::Postgres { client, statement },
                     Err(e) => return (Err(e), true),
                 }
             }
@@ -146,7 +136,6 @@ impl Inner {
         let mut prepared = Prepared {
             sql,
             echo,
-            params,
             stmt,
             failed: false,
         };
@@ -172,8 +161,7 @@ impl Connection {
     /// let ids = conn.prepared("INSERT INTO t (name) VALUES (?1) RETURNING id", |stmt| {
     ///     let mut ids = Vec::new();
     ///     for name in names {
-    ///         stmt.bind(0, ValueRef::Text(name))?;
-    ///         stmt.query(|row| {
+    ///         stmt.query(&[ValueRef::Text(name)], |row| {
     ///             ids.push(row.get::<i64>(0).unwrap().unwrap());
     ///             Ok(())
     ///         })?;
