@@ -185,6 +185,55 @@ fn nulls_empty_strings_and_odd_text_survive_batched_inserts_and_updates() {
     });
 }
 
+/// A generated `integer` key, after another column.
+#[derive(Mapped, Debug)]
+#[mapped(table = "narrow_keys")]
+struct NarrowKey {
+    label: String,
+    #[mapped(primary_key)]
+    id: Option<i32>,
+}
+
+/// A generated `smallint` key.
+#[derive(Mapped, Debug)]
+#[mapped(table = "narrower_keys")]
+struct NarrowerKey {
+    #[mapped(primary_key)]
+    id: Option<i16>,
+    label: String,
+}
+
+#[test]
+fn generated_keys_narrower_than_bigint_reach_their_own_objects() {
+    for_each_db(|db| {
+        Metadata::of::<(NarrowKey, NarrowerKey)>().create_all(&db.engine())?;
+        let mut s = sessionmaker().bind(db.engine()).build().session();
+        let narrow = s.add_all((0..70).map(|i| NarrowKey {
+            label: format!("n{i}"),
+            id: None,
+        }))?;
+        let narrower = s.add_all((0..70).map(|i| NarrowerKey {
+            id: None,
+            label: format!("m{i}"),
+        }))?;
+        s.commit()?;
+        let conn = db.engine().connection()?;
+        for (i, obj) in narrow.iter().enumerate() {
+            let id = obj.read()?.id.expect("key assigned");
+            let sql = format!("SELECT label FROM narrow_keys WHERE id = {}", db.param(1));
+            let rows = crate::support::query_values(&conn, &sql, &[orm::Value::I32(id)])?;
+            assert_eq!(rows, [[orm::Value::Text(format!("n{i}"))]]);
+        }
+        for (i, obj) in narrower.iter().enumerate() {
+            let id = obj.read()?.id.expect("key assigned");
+            let sql = format!("SELECT label FROM narrower_keys WHERE id = {}", db.param(1));
+            let rows = crate::support::query_values(&conn, &sql, &[orm::Value::I16(id)])?;
+            assert_eq!(rows, [[orm::Value::Text(format!("m{i}"))]]);
+        }
+        Ok(())
+    });
+}
+
 #[test]
 fn the_parameters_of_batched_inserts_and_updates_are_logged_with_their_values() {
     for_each_db(|db| {

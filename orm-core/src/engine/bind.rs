@@ -38,12 +38,6 @@ impl ToSql for ValueRef<'_> {
             ValueRef::F32(f) if *ty == Type::FLOAT8 => f64::from(*f).to_sql(ty, out),
             ValueRef::F64(f) if *ty == Type::FLOAT8 => f.to_sql(ty, out),
             ValueRef::F64(f) if *ty == Type::FLOAT4 => (*f as f32).to_sql(ty, out),
-            // The text as is: what `&str` writes for `text`, after comparing the type's name
-            // with those of extension types (for every element of an array).
-            ValueRef::Text(s) if *ty == Type::TEXT => {
-                postgres_protocol::types::text_to_sql(s, out);
-                Ok(IsNull::No)
-            }
             ValueRef::Text(s) if <&str as ToSql>::accepts(ty) => s.to_sql(ty, out),
             ValueRef::Bytes(b) if *ty == Type::BYTEA => b.to_sql(ty, out),
             ValueRef::Array(_, items) => {
@@ -77,13 +71,39 @@ fn array_to_sql<'v>(
         len: i32::try_from(items.len())?,
         lower_bound: 1,
     };
+    // The usual elements of a batch's columns are written here, as `to_sql` would write them,
+    // without matching the member type again (and, for text, without the driver comparing
+    // its name with those of extension types) for every element.
+    let (text, int4, int8) = (
+        *member == Type::TEXT,
+        *member == Type::INT4,
+        *member == Type::INT8,
+    );
     postgres_protocol::types::array_to_sql(
         Some(dim),
         member.oid(),
         items,
-        |item, buf| match item.to_sql(member, buf)? {
-            IsNull::No => Ok(postgres_protocol::IsNull::No),
-            IsNull::Yes => Ok(postgres_protocol::IsNull::Yes),
+        |item, buf| {
+            let null = match item {
+                ValueRef::Null => IsNull::Yes,
+                ValueRef::Text(s) if text => {
+                    postgres_protocol::types::text_to_sql(s, buf);
+                    IsNull::No
+                }
+                ValueRef::I32(v) if int4 => {
+                    postgres_protocol::types::int4_to_sql(v, buf);
+                    IsNull::No
+                }
+                ValueRef::I64(v) if int8 => {
+                    postgres_protocol::types::int8_to_sql(v, buf);
+                    IsNull::No
+                }
+                other => other.to_sql(member, buf)?,
+            };
+            Ok(match null {
+                IsNull::No => postgres_protocol::IsNull::No,
+                IsNull::Yes => postgres_protocol::IsNull::Yes,
+            })
         },
         out,
     )?;

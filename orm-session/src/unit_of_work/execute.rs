@@ -31,6 +31,7 @@
 use std::collections::HashMap;
 
 use orm_core::engine::Connection;
+use orm_core::error::DecodeError;
 use orm_core::model::{ColumnSet, Mapped, PrimaryKey};
 use orm_core::sql::ast::{
     Delete, DeleteRows, Insert, InsertRows, Select, Statement, Update, UpdateRows,
@@ -154,8 +155,8 @@ fn insert_group<T: Mapped>(
         // One statement, one array parameter per column, borrowed from the objects' fields.
         let sql = render(dialect, insert(InsertRows::UnboundUnnest)).sql;
         let mut keys = Vec::with_capacity(objs.len());
+        let mut locked = lock_all(objs);
         {
-            let locked = lock_all(objs);
             let arrays = unnest_arrays(&locked, columns.len(), |d, i| {
                 d.value.column_ref(columns[i])
             });
@@ -165,7 +166,7 @@ fn insert_group<T: Mapped>(
                 Some(g) => stmt.query(&params, |row| read_key::<T>(row, g, &mut keys)),
             })?;
         }
-        return match returning.is_none() || assign_keys(objs, &mut keys)? {
+        return match returning.is_none() || assign_keys(&mut locked, &mut keys)? {
             true => Ok(()),
             false => Err(short_insert::<T>(objs.len(), keys.len())),
         };
@@ -187,8 +188,8 @@ fn insert_group<T: Mapped>(
         let mut short = false;
         conn.prepared(&sql, |stmt| {
             for batch in batches.chunks(size) {
+                let mut locked = lock_all(batch);
                 {
-                    let locked = lock_all(batch);
                     let params: Vec<ValueRef<'_>> = locked
                         .iter()
                         .flat_map(|d| columns.iter().map(|&c| d.value.column_ref(c)))
@@ -199,7 +200,7 @@ fn insert_group<T: Mapped>(
                         Some(g) => stmt.query(&params, |row| read_key::<T>(row, g, &mut keys))?,
                     }
                 }
-                if returning.is_some() && !assign_keys(batch, &mut keys)? {
+                if returning.is_some() && !assign_keys(&mut locked, &mut keys)? {
                     short = true;
                     break;
                 }
@@ -213,34 +214,50 @@ fn insert_group<T: Mapped>(
     Ok(())
 }
 
-/// Reads the generated key of one row of an INSERT's RETURNING (column `g` of `T`).
+/// Reads the generated key of one row of an INSERT's RETURNING (column `g` of `T`, an integer
+/// of the column's own width).
 fn read_key<T: Mapped>(
     row: &orm_core::engine::row::Row<'_>,
     g: usize,
-    keys: &mut Vec<Value>,
+    keys: &mut Vec<i64>,
 ) -> orm_core::error::Result<()> {
-    let key = row
-        .value(0)
-        .map_err(|source| orm_core::error::Error::Decode {
-            table: T::TABLE.name.to_owned(),
-            column: T::TABLE.columns[g].name.to_owned(),
-            source,
-        })?;
-    keys.push(key);
-    Ok(())
+    let key = match T::TABLE.columns[g].sql_type {
+        SqlType::SmallInt => row.get::<i16>(0).map(|k| k.map(i64::from)),
+        SqlType::Integer => row.get::<i32>(0).map(|k| k.map(i64::from)),
+        _ => row.get::<i64>(0),
+    };
+    match key {
+        Ok(Some(key)) => {
+            keys.push(key);
+            Ok(())
+        }
+        Ok(None) => Err(key_error::<T>(g, DecodeError::UnexpectedNull)),
+        Err(source) => Err(key_error::<T>(g, source)),
+    }
 }
 
-/// Stores the keys one INSERT returned into its objects: ascending, which is the order the
-/// rows were inserted in (see the module). False, storing nothing, when the count differs.
-fn assign_keys<T: Mapped>(objs: &[&Obj<T>], keys: &mut [Value]) -> orm_core::error::Result<bool> {
-    if keys.len() != objs.len() {
+#[cold]
+fn key_error<T: Mapped>(g: usize, source: DecodeError) -> orm_core::error::Error {
+    orm_core::error::Error::Decode {
+        table: T::TABLE.name.to_owned(),
+        column: T::TABLE.columns[g].name.to_owned(),
+        source,
+    }
+}
+
+/// Stores the keys one INSERT returned into its objects (still locked from binding their
+/// fields): ascending, which is the order the rows were inserted in (see the module). False,
+/// storing nothing, when the count differs.
+fn assign_keys<T: Mapped>(
+    locked: &mut [Locked<'_, T>],
+    keys: &mut [i64],
+) -> orm_core::error::Result<bool> {
+    if keys.len() != locked.len() {
         return Ok(false);
     }
-    keys.sort_by_key(Value::as_i64);
-    for (obj, key) in objs.iter().zip(keys) {
-        let mut d = obj.lock_data();
-        d.value
-            .set_generated_key(std::mem::replace(key, Value::Null))?;
+    keys.sort_unstable();
+    for (d, &key) in locked.iter_mut().zip(keys.iter()) {
+        d.value.set_generated_key(Value::I64(key))?;
         d.set_key_generated(true);
     }
     Ok(true)

@@ -58,7 +58,7 @@ impl<T: Mapped> TypeOps for Ops<T> {
         }
         let rels: Vec<&dyn RelationOps<T>> = relations_of::<T>().collect();
         let new = core.store::<T>().new.clone();
-        for level in levels(&new, &rels)? {
+        for level in levels(new, &rels)? {
             for obj in &level {
                 let mut d = obj.lock_data();
                 for rel in &rels {
@@ -111,9 +111,9 @@ impl<T: Mapped> TypeOps for Ops<T> {
 /// The pending objects of one table in INSERT statements: one statement unless a
 /// self-referential relationship links some of them, then parents in a statement before
 /// their children's. A row that is its own ancestor is an error.
-fn levels<T: Mapped>(new: &[Obj<T>], rels: &[&dyn RelationOps<T>]) -> Result<Vec<Vec<Obj<T>>>> {
+fn levels<T: Mapped>(new: Vec<Obj<T>>, rels: &[&dyn RelationOps<T>]) -> Result<Vec<Vec<Obj<T>>>> {
     if !rels.iter().any(|r| r.is_self_referential()) {
-        return Ok(vec![new.to_vec()]);
+        return Ok(vec![new]);
     }
     let index: HashMap<usize, usize> = new.iter().enumerate().map(|(i, o)| (o.addr(), i)).collect();
     let mut parents: Vec<Vec<usize>> = vec![Vec::new(); new.len()];
