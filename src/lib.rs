@@ -47,7 +47,7 @@ pub use orm_core::model::{ColumnSet, Mapped, PrimaryKey};
 pub use orm_core::schema::{ColumnDef, ForeignKey, Metadata, Table};
 /// Statements as data (the AST) and their rendering per dialect, for raw metadata.
 pub use orm_core::sql;
-pub use orm_core::value::{ColumnType, IntoValue, SqlType, Value, ValueRef};
+pub use orm_core::value::{ArrayItems, ColumnType, IntoValue, SqlType, Value, ValueRef};
 pub use orm_derive::Mapped;
 pub use orm_session::{
     joined, selectin, sessionmaker, Bind, Cascade, Collection, ColumnQuery, CurrentSession, Error,

@@ -280,6 +280,7 @@ macro_rules! column_type {
                     .map_err(|e| e.expecting(SqlType::$sql.name()))?
                     .ok_or(DecodeError::UnexpectedNull)
             }
+            #[inline]
             fn from_value(value: Value) -> Result<Self, DecodeError> {
                 match value {
                     Value::$variant(v) => Ok(v),

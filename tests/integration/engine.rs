@@ -1096,3 +1096,102 @@ fn a_prepared_statement_runs_with_borrowed_parameters_and_refuses_a_wrong_count(
         Ok(())
     });
 }
+
+#[test]
+fn postgres_array_parameters_of_every_type_round_trip_with_their_nulls() {
+    for_each_db(|db| {
+        if !db.is_postgres() {
+            return Ok(());
+        }
+        let conn = db.engine().connection()?;
+        // One column per SQL type: the first element a value, the second NULL, the third
+        // another value (the empty text and bytes among them).
+        let columns: [(SqlType, &str, [Value; 3]); 8] = [
+            (
+                SqlType::SmallInt,
+                "int2",
+                [Value::I16(-2), Value::Null, Value::I16(7)],
+            ),
+            (
+                SqlType::Integer,
+                "int4",
+                [Value::I32(-3), Value::Null, Value::I32(i32::MAX)],
+            ),
+            (
+                SqlType::BigInt,
+                "int8",
+                [Value::I64(i64::MIN), Value::Null, Value::I64(9)],
+            ),
+            (
+                SqlType::Real,
+                "float4",
+                [Value::F32(1.5), Value::Null, Value::F32(-0.25)],
+            ),
+            (
+                SqlType::Double,
+                "float8",
+                [Value::F64(2.5), Value::Null, Value::F64(1e300)],
+            ),
+            (
+                SqlType::Boolean,
+                "bool",
+                [Value::Bool(true), Value::Null, Value::Bool(false)],
+            ),
+            (
+                SqlType::Blob,
+                "bytea",
+                [
+                    Value::Bytes(vec![0, 255]),
+                    Value::Null,
+                    Value::Bytes(vec![]),
+                ],
+            ),
+            (
+                SqlType::Text,
+                "text",
+                [
+                    Value::Text("é,{}".into()),
+                    Value::Null,
+                    Value::Text(String::new()),
+                ],
+            ),
+        ];
+        let casts: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, (_, name, _))| format!("${}::{name}[]", i + 1))
+            .collect();
+        let sql = format!("SELECT * FROM unnest({})", casts.join(", "));
+        let expected: Vec<Vec<Value>> = (0..3)
+            .map(|row| columns.iter().map(|(_, _, v)| v[row].clone()).collect())
+            .collect();
+        // Owned arrays (Value::Array) and arrays of borrowed values (ArrayItems::Refs) alike.
+        let owned: Vec<Value> = columns
+            .iter()
+            .map(|(t, _, v)| Value::Array(*t, v.to_vec()))
+            .collect();
+        assert_eq!(query_values(&conn, &sql, &owned)?, expected);
+        let refs: Vec<Vec<ValueRef<'_>>> = columns
+            .iter()
+            .map(|(_, _, v)| v.iter().map(Value::as_ref).collect())
+            .collect();
+        let params: Vec<ValueRef<'_>> = columns
+            .iter()
+            .zip(&refs)
+            .map(|((t, _, _), r)| ValueRef::Array(*t, orm::ArrayItems::Refs(r)))
+            .collect();
+        let mut rows = Vec::new();
+        conn.prepared(&sql, |stmt| {
+            stmt.query(&params, |row| {
+                rows.push(
+                    (0..row.len())
+                        .map(|i| row.value(i).unwrap())
+                        .collect::<Vec<_>>(),
+                );
+                Ok(())
+            })
+        })?;
+        assert_eq!(rows, expected);
+        Ok(())
+    });
+}

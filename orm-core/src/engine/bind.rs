@@ -1,7 +1,7 @@
 //! How a [`Value`] (through its borrowed form, [`ValueRef`]) is bound as a parameter by each
 //! driver.
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use postgres::types::{IsNull, Kind, ToSql, Type};
 use rusqlite::types::{ToSqlOutput, ValueRef as SqliteRef};
 
@@ -61,52 +61,67 @@ impl ToSql for ValueRef<'_> {
     postgres::types::to_sql_checked!();
 }
 
-/// A one-dimensional array of `member`s.
+/// A one-dimensional array of `member`s, in PostgreSQL's binary array format: the number of
+/// dimensions (1), whether an element is NULL, the element type, the dimension's length and
+/// lower bound (1), then each element as its length (-1 for NULL) and bytes.
+///
+/// The usual elements of a batch's columns (text, int4, int8) are written here, as `to_sql`
+/// writes them, without matching the member type again for every element (nor, for text,
+/// comparing its name with those of extension types as the driver's `&str` does); the others
+/// go through `to_sql`.
 fn array_to_sql<'v>(
     member: &Type,
     items: impl ExactSizeIterator<Item = ValueRef<'v>>,
     out: &mut BytesMut,
 ) -> Result<(), BoxError> {
-    let dim = postgres_protocol::types::ArrayDimension {
-        len: i32::try_from(items.len())?,
-        lower_bound: 1,
-    };
-    // The usual elements of a batch's columns are written here, as `to_sql` would write them,
-    // without matching the member type again (and, for text, without the driver comparing
-    // its name with those of extension types) for every element.
+    out.reserve(20 + 8 * items.len());
+    out.put_i32(1);
+    let flags = out.len();
+    out.put_i32(0);
+    out.put_u32(member.oid());
+    out.put_i32(i32::try_from(items.len())?);
+    out.put_i32(1);
     let (text, int4, int8) = (
         *member == Type::TEXT,
         *member == Type::INT4,
         *member == Type::INT8,
     );
-    postgres_protocol::types::array_to_sql(
-        Some(dim),
-        member.oid(),
-        items,
-        |item, buf| {
-            let null = match item {
-                ValueRef::Null => IsNull::Yes,
-                ValueRef::Text(s) if text => {
-                    postgres_protocol::types::text_to_sql(s, buf);
-                    IsNull::No
-                }
-                ValueRef::I32(v) if int4 => {
-                    postgres_protocol::types::int4_to_sql(v, buf);
-                    IsNull::No
-                }
-                ValueRef::I64(v) if int8 => {
-                    postgres_protocol::types::int8_to_sql(v, buf);
-                    IsNull::No
-                }
-                other => other.to_sql(member, buf)?,
-            };
-            Ok(match null {
-                IsNull::No => postgres_protocol::IsNull::No,
-                IsNull::Yes => postgres_protocol::IsNull::Yes,
-            })
-        },
-        out,
-    )?;
+    let mut has_null = false;
+    for item in items {
+        match item {
+            ValueRef::Null => {
+                out.put_i32(-1);
+                has_null = true;
+            }
+            ValueRef::Text(s) if text => {
+                out.put_i32(i32::try_from(s.len())?);
+                out.put_slice(s.as_bytes());
+            }
+            ValueRef::I32(v) if int4 => {
+                out.put_i32(4);
+                out.put_i32(v);
+            }
+            ValueRef::I64(v) if int8 => {
+                out.put_i32(8);
+                out.put_i64(v);
+            }
+            other => {
+                let at = out.len();
+                out.put_i32(0);
+                let len = match other.to_sql(member, out)? {
+                    IsNull::No => i32::try_from(out.len() - at - 4)?,
+                    IsNull::Yes => {
+                        has_null = true;
+                        -1
+                    }
+                };
+                out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+            }
+        }
+    }
+    if has_null {
+        out[flags..flags + 4].copy_from_slice(&1i32.to_be_bytes());
+    }
     Ok(())
 }
 

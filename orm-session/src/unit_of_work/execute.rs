@@ -105,20 +105,25 @@ fn sql_types<T: Mapped>(columns: &[usize]) -> Vec<SqlType> {
 pub(crate) fn insert<T: Mapped>(conn: &Connection, new: &[Obj<T>]) -> Result<()> {
     let table = T::TABLE;
     let generated = table.generated_key();
-    let (mut needs_key, mut has_key) = (Vec::new(), Vec::new());
+    // Each object is locked once for the whole INSERT: its row is bound from its fields and
+    // its generated key stored through this lock.
+    let (mut needs_key, mut has_key) = match generated {
+        Some(_) => (Vec::with_capacity(new.len()), Vec::new()),
+        None => (Vec::new(), Vec::with_capacity(new.len())),
+    };
     for obj in new {
         let d = obj.lock_data();
         if generated.is_some() && d.value.key().is_none() {
-            needs_key.push(obj);
+            needs_key.push(d);
         } else {
-            has_key.push(obj);
+            has_key.push(d);
         }
     }
     let all: Vec<usize> = (0..table.columns.len()).collect();
-    insert_group(conn, &has_key, all.clone(), None)?;
+    insert_group(conn, &mut has_key, all.clone(), None)?;
     if let Some(g) = generated {
         let columns = all.into_iter().filter(|&c| c != g).collect();
-        insert_group(conn, &needs_key, columns, Some(g))?;
+        insert_group(conn, &mut needs_key, columns, Some(g))?;
     }
     Ok(())
 }
@@ -133,13 +138,15 @@ pub(crate) fn insert<T: Mapped>(conn: &Connection, new: &[Obj<T>]) -> Result<()>
 /// statement more often (16 rows: 22 % more).
 const ROWS_PER_STATEMENT: usize = 64;
 
+/// INSERTs the rows of the locked objects `locked` (`columns` of each), storing the keys of
+/// `returning` (a generated key column) into them.
 fn insert_group<T: Mapped>(
     conn: &Connection,
-    objs: &[&Obj<T>],
+    locked: &mut [Locked<'_, T>],
     columns: Vec<usize>,
     returning: Option<usize>,
 ) -> Result<()> {
-    if objs.is_empty() {
+    if locked.is_empty() {
         return Ok(());
     }
     let dialect = conn.dialect();
@@ -154,21 +161,19 @@ fn insert_group<T: Mapped>(
     if dialect.supports_unnest() && !columns.is_empty() {
         // One statement, one array parameter per column, borrowed from the objects' fields.
         let sql = render(dialect, insert(InsertRows::UnboundUnnest)).sql;
-        let mut keys = Vec::with_capacity(objs.len());
-        let mut locked = lock_all(objs);
+        let mut keys = Vec::with_capacity(locked.len());
         {
-            let arrays = unnest_arrays(&locked, columns.len(), |d, i| {
-                d.value.column_ref(columns[i])
-            });
+            let arrays =
+                unnest_arrays(locked, columns.len(), |d, i| d.value.column_ref(columns[i]));
             let params = array_params::<T>(columns.iter().copied(), &arrays);
             conn.prepared(&sql, |stmt| match returning {
                 None => stmt.execute(&params).map(drop),
                 Some(g) => stmt.query(&params, |row| read_key::<T>(row, g, &mut keys)),
             })?;
         }
-        return match returning.is_none() || assign_keys(&mut locked, &mut keys)? {
+        return match returning.is_none() || assign_keys(locked, &mut keys)? {
             true => Ok(()),
-            false => Err(short_insert::<T>(objs.len(), keys.len())),
+            false => Err(short_insert::<T>(locked.len(), keys.len())),
         };
     }
     // Batches of a fixed size, then the rest: each text prepared once per connection, and
@@ -178,8 +183,10 @@ fn insert_group<T: Mapped>(
     } else {
         (dialect.max_params() / columns.len()).clamp(1, ROWS_PER_STATEMENT)
     };
-    let (full, rest) = objs.split_at(objs.len() - objs.len() % rows);
-    for (batches, size) in [(full, rows), (rest, rest.len())] {
+    let at = locked.len() - locked.len() % rows;
+    let rest_len = locked.len() - at;
+    let (full, rest) = locked.split_at_mut(at);
+    for (batches, size) in [(full, rows), (rest, rest_len)] {
         if batches.is_empty() {
             continue;
         }
@@ -187,10 +194,9 @@ fn insert_group<T: Mapped>(
         let mut keys = Vec::with_capacity(size);
         let mut short = false;
         conn.prepared(&sql, |stmt| {
-            for batch in batches.chunks(size) {
-                let mut locked = lock_all(batch);
+            for batch in batches.chunks_mut(size) {
                 {
-                    let params: Vec<ValueRef<'_>> = locked
+                    let params: Vec<ValueRef<'_>> = batch
                         .iter()
                         .flat_map(|d| columns.iter().map(|&c| d.value.column_ref(c)))
                         .collect();
@@ -200,7 +206,7 @@ fn insert_group<T: Mapped>(
                         Some(g) => stmt.query(&params, |row| read_key::<T>(row, g, &mut keys))?,
                     }
                 }
-                if returning.is_some() && !assign_keys(&mut locked, &mut keys)? {
+                if returning.is_some() && !assign_keys(batch, &mut keys)? {
                     short = true;
                     break;
                 }
