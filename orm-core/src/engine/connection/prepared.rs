@@ -21,7 +21,8 @@ pub struct Prepared<'c> {
 }
 
 enum Stmt<'c> {
-    Sqlite(rusqlite::CachedStatement<'c>),
+    /// The statement and its number of placeholders.
+    Sqlite(rusqlite::CachedStatement<'c>, usize),
     Postgres {
         client: &'c mut postgres::Client,
         statement: postgres::Statement,
@@ -37,10 +38,10 @@ impl Prepared<'_> {
     /// Binds `params` (the placeholders `?1..` / `$1..` in order) on SQLite.
     fn bind_sqlite(
         stmt: &mut rusqlite::CachedStatement<'_>,
+        expected: usize,
         params: &[ValueRef<'_>],
     ) -> Result<()> {
         // A placeholder left unbound would keep the value of the previous run.
-        let expected = stmt.parameter_count();
         if params.len() != expected {
             let e = rusqlite::Error::InvalidParameterCount(params.len(), expected);
             return Err(Error::from_sqlite(e));
@@ -57,11 +58,13 @@ impl Prepared<'_> {
     pub fn execute(&mut self, params: &[ValueRef<'_>]) -> Result<u64> {
         log(self.echo, self.sql, params);
         let result = match &mut self.stmt {
-            Stmt::Sqlite(stmt) => Self::bind_sqlite(stmt, params).and_then(|()| {
-                stmt.raw_execute()
-                    .map(|n| n as u64)
-                    .map_err(Error::from_sqlite)
-            }),
+            Stmt::Sqlite(stmt, expected) => {
+                Self::bind_sqlite(stmt, *expected, params).and_then(|()| {
+                    stmt.raw_execute()
+                        .map(|n| n as u64)
+                        .map_err(Error::from_sqlite)
+                })
+            }
             Stmt::Postgres { client, statement } => client
                 .execute(&*statement, &pg_params(params))
                 .map_err(Error::from_postgres),
@@ -80,7 +83,7 @@ impl Prepared<'_> {
         log(self.echo, self.sql, params);
         let mut failed = false;
         let result = match &mut self.stmt {
-            Stmt::Sqlite(stmt) => match Self::bind_sqlite(stmt, params) {
+            Stmt::Sqlite(stmt, expected) => match Self::bind_sqlite(stmt, *expected, params) {
                 Err(e) => {
                     failed = true;
                     Err(e)
@@ -123,7 +126,10 @@ impl Inner {
         let echo = self.echo;
         let stmt = match &mut *self.conn {
             DriverConn::Sqlite(c) => match c.prepare_cached(sql) {
-                Ok(stmt) => Stmt::Sqlite(stmt),
+                Ok(stmt) => {
+                    let expected = stmt.parameter_count();
+                    Stmt::Sqlite(stmt, expected)
+                }
                 Err(e) => return (Err(Error::from_sqlite(e)), true),
             },
             DriverConn::Postgres { client, statements } => {
