@@ -153,21 +153,17 @@ impl<T: Mapped> Store<T> {
 
     /// INSERTs `objs` (pending objects of this store).
     pub(crate) fn insert(&self, conn: &Connection, objs: &[Obj<T>]) -> Result<()> {
-        // One object per key: a new object may not take the key of one the session holds.
-        for obj in objs {
-            let Some(key) = obj.lock_data().value.key() else {
-                continue;
-            };
-            if let Some(held) = self.lookup(&key) {
-                if !held.ptr_eq(obj) && held.lock_data().status() != Status::Deleted {
-                    return Err(crate::error::Error::IdentityConflict {
-                        table: T::TABLE.name,
-                        key: format!("{key:?}"),
-                    });
-                }
+        // One object per key: a new object may not take the key of one the session holds
+        // (held objects are never pending, so none of `objs` is locked twice).
+        execute::insert(conn, objs, |obj, key| match self.lookup(key) {
+            Some(held) if !held.ptr_eq(obj) && held.lock_data().status() != Status::Deleted => {
+                Err(crate::error::Error::IdentityConflict {
+                    table: T::TABLE.name,
+                    key: format!("{key:?}"),
+                })
             }
-        }
-        execute::insert(conn, objs)
+            _ => Ok(()),
+        })
     }
 
     /// Logs an object changed in memory by a bulk UPDATE inside a savepoint.

@@ -24,6 +24,11 @@ pub(crate) trait RelationOps<P: Mapped>: Send + Sync {
     /// `parents` are being deleted: delete their children (delete cascade) or point the
     /// children's foreign key at nothing. One-to-many only.
     fn on_delete(&self, parents: &[Obj<P>], core: &mut Core) -> Result<()>;
+    /// Whether [`sync_foreign_key`](Self::sync_foreign_key) has anything to do (many-to-one
+    /// only).
+    fn has_foreign_key(&self) -> bool {
+        false
+    }
     /// Copies the key of the referenced parent into the foreign key. Many-to-one only.
     fn sync_foreign_key(&self, d: &mut ObjData<P>) -> Result<()>;
     /// `parents` were just inserted: their loaded children's foreign keys take their keys.
@@ -365,6 +370,10 @@ impl<C: Mapped, P: Mapped> RelationOps<C> for ManyToOne<C, P> {
 
     fn on_delete(&self, _: &[Obj<C>], _: &mut Core) -> Result<()> {
         Ok(())
+    }
+
+    fn has_foreign_key(&self) -> bool {
+        true
     }
 
     fn sync_foreign_key(&self, d: &mut ObjData<C>) -> Result<()> {

@@ -102,21 +102,31 @@ fn sql_types<T: Mapped>(columns: &[usize]) -> Vec<SqlType> {
         .collect()
 }
 
-pub(crate) fn insert<T: Mapped>(conn: &Connection, new: &[Obj<T>]) -> Result<()> {
+/// INSERTs the pending objects `new`; `check` vets each key the user chose before anything
+/// is written (the session refuses a key it already holds).
+pub(crate) fn insert<T: Mapped>(
+    conn: &Connection,
+    new: &[Obj<T>],
+    check: impl Fn(&Obj<T>, &T::Key) -> Result<()>,
+) -> Result<()> {
     let table = T::TABLE;
     let generated = table.generated_key();
-    // Each object is locked once for the whole INSERT: its row is bound from its fields and
-    // its generated key stored through this lock.
+    // Each object is locked once for the whole INSERT: its key checked, its row bound from
+    // its fields and its generated key stored through this lock.
     let (mut needs_key, mut has_key) = match generated {
         Some(_) => (Vec::with_capacity(new.len()), Vec::new()),
         None => (Vec::new(), Vec::with_capacity(new.len())),
     };
     for obj in new {
         let d = obj.lock_data();
-        if generated.is_some() && d.value.key().is_none() {
-            needs_key.push(d);
-        } else {
-            has_key.push(d);
+        match d.value.key() {
+            None if generated.is_some() => needs_key.push(d),
+            key => {
+                if let Some(key) = key {
+                    check(obj, &key)?;
+                }
+                has_key.push(d);
+            }
         }
     }
     let all: Vec<usize> = (0..table.columns.len()).collect();

@@ -57,12 +57,19 @@ impl<T: Mapped> TypeOps for Ops<T> {
             return store.insert(conn, &store.new);
         }
         let rels: Vec<&dyn RelationOps<T>> = relations_of::<T>().collect();
+        let fks: Vec<&dyn RelationOps<T>> = rels
+            .iter()
+            .copied()
+            .filter(|r| r.has_foreign_key())
+            .collect();
         let new = core.store::<T>().new.clone();
         for level in levels(new, &rels)? {
-            for obj in &level {
-                let mut d = obj.lock_data();
-                for rel in &rels {
-                    rel.sync_foreign_key(&mut d)?;
+            if !fks.is_empty() {
+                for obj in &level {
+                    let mut d = obj.lock_data();
+                    for rel in &fks {
+                        rel.sync_foreign_key(&mut d)?;
+                    }
                 }
             }
             core.store::<T>().insert(conn, &level)?;
@@ -74,7 +81,10 @@ impl<T: Mapped> TypeOps for Ops<T> {
     }
 
     fn prepare_updates(&self, core: &mut Core) -> Result<()> {
-        if T::RELATIONS.is_empty() {
+        let fks: Vec<&dyn RelationOps<T>> = relations_of::<T>()
+            .filter(|r| r.has_foreign_key())
+            .collect();
+        if fks.is_empty() {
             return Ok(());
         }
         let dirty = core.store::<T>().dirty.clone();
@@ -83,7 +93,7 @@ impl<T: Mapped> TypeOps for Ops<T> {
             if d.status() != Status::Persistent {
                 continue;
             }
-            for rel in relations_of::<T>() {
+            for rel in &fks {
                 rel.sync_foreign_key(&mut d)?;
             }
         }
