@@ -274,7 +274,7 @@ macro_rules! column_type {
                 let $v = self;
                 ValueRef::$variant($borrow)
             }
-            #[inline]
+            #[inline(always)]
             fn decode(row: &Row<'_>, idx: usize) -> Result<Self, DecodeError> {
                 row.get::<$t>(idx)
                     .map_err(|e| e.expecting(SqlType::$sql.name()))?
@@ -316,7 +316,7 @@ macro_rules! column_type_no_int {
                 let $v = self;
                 ValueRef::$variant($borrow)
             }
-            #[inline]
+            #[inline(always)]
             fn decode(row: &Row<'_>, idx: usize) -> Result<Self, DecodeError> {
                 row.get::<$t>(idx)
                     .map_err(|e| e.expecting(SqlType::$sql.name()))?
@@ -353,7 +353,7 @@ impl<T: ColumnType + NotNull> ColumnType for Option<T> {
             None => ValueRef::Null,
         }
     }
-    #[inline]
+    #[inline(always)]
     fn decode(row: &Row<'_>, idx: usize) -> Result<Self, DecodeError> {
         match T::decode(row, idx) {
             Ok(v) => Ok(Some(v)),
