@@ -33,6 +33,7 @@ use std::collections::HashMap;
 use orm_core::engine::Connection;
 use orm_core::error::DecodeError;
 use orm_core::model::{ColumnSet, Mapped, PrimaryKey};
+use orm_core::schema::Table;
 use orm_core::sql::ast::{
     Delete, DeleteRows, Insert, InsertRows, Select, Statement, Update, UpdateRows,
 };
@@ -95,11 +96,9 @@ fn array_params<'a, T: Mapped>(
         .collect()
 }
 
-fn sql_types<T: Mapped>(columns: &[usize]) -> Vec<SqlType> {
-    columns
-        .iter()
-        .map(|&c| T::TABLE.columns[c].sql_type)
-        .collect()
+/// The SQL types of `columns` of `table`.
+pub(crate) fn sql_types(table: &Table, columns: &[usize]) -> Vec<SqlType> {
+    columns.iter().map(|&c| table.columns[c].sql_type).collect()
 }
 
 /// INSERTs the pending objects `new`; `check` vets each key the user chose before anything
@@ -480,7 +479,7 @@ pub(crate) fn delete<T: Mapped>(conn: &Connection, deleted: &[Obj<T>]) -> Result
         let statement = Statement::Delete(Delete {
             table,
             matched: matched.clone(),
-            rows: DeleteRows::Unnest(arrays(&sql_types::<T>(&matched), rows)),
+            rows: DeleteRows::Unnest(arrays(&sql_types(T::TABLE, &matched), rows)),
         });
         let count = conn.execute_statement(statement)?;
         if count != n as u64 && !deleted_elsewhere::<T>(n, count) {
