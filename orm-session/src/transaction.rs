@@ -237,7 +237,8 @@ impl Core {
         // session as the rollback undoes it in the database: objects it inserted become
         // transient, objects it deleted are persistent (then detached) again. After a failed
         // flush the full rollback below comes first: it restores what the flush changed.
-        if !matches!(self.tx, Tx::Failed(_)) {
+        let failed = matches!(self.tx, Tx::Failed(_));
+        if !failed {
             self.rollback_stores_to(&HashMap::new(), false);
             self.expunge_all();
         }
@@ -258,7 +259,9 @@ impl Core {
             Tx::Active(_) | Tx::Failed(_) => self.rollback(),
             Tx::None => Ok(()),
         };
-        self.expunge_all();
+        if failed {
+            self.expunge_all();
+        }
         self.conn = None;
         result
     }

@@ -231,22 +231,15 @@ impl<T: Mapped> Obj<T> {
         self.ensure_loaded(&rel)?;
         let (key, has_row) = {
             let mut d = self.write()?;
-            let collection = (rel.get_mut)(&mut d.value);
-            if collection.contains(&child) {
+            if !(rel.get_mut)(&mut d.value).insert(&child) {
                 return Ok(());
             }
-            collection
-                .items
-                .get_or_insert_with(Vec::new)
-                .push(child.clone());
             (d.value.key(), d.identity())
         };
         if let Some(back) = rel.back {
             let old = back(&mut child.write()?.value).target.get();
             if let Some(old) = old.filter(|old| !old.ptr_eq(self)) {
-                if let Some(items) = &mut (rel.get_mut)(&mut old.write()?.value).items {
-                    items.retain(|c| !c.ptr_eq(&child));
-                }
+                (rel.get_mut)(&mut old.write()?.value).remove(&child);
             }
         }
         let changed = rel.point_child(self, key.as_ref(), has_row, &child, true)?;
@@ -304,12 +297,7 @@ impl<T: Mapped> Obj<T> {
     fn take_out<R: ToMany<T>>(&self, rel: &R, child: &Obj<R::Child>) -> Result<bool> {
         self.ensure_loaded(rel)?;
         let mut d = self.write()?;
-        let Some(items) = &mut rel.collection_mut(&mut d.value).items else {
-            return Ok(false);
-        };
-        let before = items.len();
-        items.retain(|c| !c.ptr_eq(child));
-        Ok(items.len() != before)
+        Ok(rel.collection_mut(&mut d.value).remove(child))
     }
 
     /// The session to record a many-to-many change of this object in: `None` for an object
@@ -329,14 +317,9 @@ impl<T: Mapped> Obj<T> {
         self.ensure_loaded(&rel)?;
         {
             let mut d = self.write()?;
-            let collection = (rel.get_mut)(&mut d.value);
-            if collection.contains(child) {
+            if !(rel.get_mut)(&mut d.value).insert(child) {
                 return Ok(());
             }
-            collection
-                .items
-                .get_or_insert_with(Vec::new)
-                .push(child.clone());
         }
         rel.back_add(self, child)?;
         if let Some(shared) = session {
@@ -401,9 +384,7 @@ impl<T: Mapped> Obj<T> {
         };
         if let (Some(old), Some(back)) = (&old, rel.back) {
             if parent.is_none_or(|p| !p.ptr_eq(old)) {
-                if let Some(items) = &mut back(&mut old.write()?.value).items {
-                    items.retain(|c| !c.ptr_eq(self));
-                }
+                back(&mut old.write()?.value).remove(self);
             }
         }
         let mut held_by_parent = false;
@@ -415,10 +396,7 @@ impl<T: Mapped> Obj<T> {
                 let has_row = pd.identity();
                 let collection = back(&mut pd.value);
                 if collection.is_loaded() || !has_row {
-                    let items = collection.items.get_or_insert_with(Vec::new);
-                    if !items.iter().any(|c| c.ptr_eq(self)) {
-                        items.push(self.clone());
-                    }
+                    collection.insert(self);
                     held_by_parent = has_row;
                 }
             }

@@ -185,10 +185,7 @@ impl<P: Mapped, C: Mapped> ManyToMany<P, C> {
         let has_row = d.identity();
         let collection = back(&mut d.value);
         if collection.is_loaded() || !has_row {
-            let items = collection.items.get_or_insert_with(Vec::new);
-            if !items.iter().any(|p| p.ptr_eq(parent)) {
-                items.push(parent.clone());
-            }
+            collection.insert(parent);
         }
         Ok(())
     }
@@ -199,9 +196,7 @@ impl<P: Mapped, C: Mapped> ManyToMany<P, C> {
         if same(parent, child) {
             return Ok(());
         }
-        if let Some(items) = &mut back(&mut child.write()?.value).items {
-            items.retain(|p| !p.ptr_eq(parent));
-        }
+        back(&mut child.write()?.value).remove(parent);
         Ok(())
     }
 }

@@ -111,6 +111,27 @@ impl<C: Mapped> Collection<C> {
             .as_ref()
             .is_some_and(|items| items.iter().any(|c| c.ptr_eq(child)))
     }
+
+    /// Adds `child` unless it is in already (a collection not loaded becomes a loaded one
+    /// holding it); whether it was added.
+    pub(crate) fn insert(&mut self, child: &Obj<C>) -> bool {
+        let items = self.items.get_or_insert_with(Vec::new);
+        let new = !items.iter().any(|c| c.ptr_eq(child));
+        if new {
+            items.push(child.clone());
+        }
+        new
+    }
+
+    /// Removes `child` if the collection is loaded; whether it was in.
+    pub(crate) fn remove(&mut self, child: &Obj<C>) -> bool {
+        let Some(items) = &mut self.items else {
+            return false;
+        };
+        let before = items.len();
+        items.retain(|c| !c.ptr_eq(child));
+        items.len() != before
+    }
 }
 
 impl<C: Mapped> Default for Collection<C> {
