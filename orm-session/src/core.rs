@@ -51,6 +51,9 @@ pub(crate) struct Core {
     /// first row and every row is a distinct object of the first entity (no join). The first
     /// entity decoded reserves room for them in its identity map, then clears it.
     expected_objects: Option<usize>,
+    /// While a load runs: the number of rows it returns, when the driver said so (PostgreSQL),
+    /// which sizes the blocks its new objects are allocated in.
+    load_rows: Option<usize>,
 }
 
 /// The objects merged so far by one `merge`: the source's address, and its copy.
@@ -122,6 +125,7 @@ impl Core {
             links: Vec::new(),
             link_cleanup: Vec::new(),
             expected_objects: None,
+            load_rows: None,
         }
     }
 
@@ -617,10 +621,12 @@ impl Core {
                 out.reserve_exact(n);
                 self.expected_objects = distinct_objects.then_some(n);
             }
+            self.load_rows = rows;
             out.push(decode(self, row)?);
             Ok(())
         });
         self.expected_objects = None;
+        self.load_rows = None;
         result?;
         Ok(out)
     }
@@ -636,20 +642,35 @@ impl Core {
         if let Some(n) = self.expected_objects.take() {
             store.reserve(n);
         }
-        object_from_row(store, &self.link, row, at)
+        object_from_row(store, &self.link, row, at, self.load_rows)
     }
 
     /// Runs a SELECT of all columns of `T` and returns its rows as identity-mapped objects.
     pub(crate) fn load<T: Mapped>(&mut self, select: Select) -> Result<Vec<Obj<T>>> {
+        self.load_as(select, |obj| obj)
+    }
+
+    /// Runs a SELECT of all columns of `T` and returns `wrap` of each row's identity-mapped
+    /// object. The store is found once, not per row as through the query's `Loader`: this is
+    /// the path of queries of one entity with nothing loaded along.
+    pub(crate) fn load_as<T: Mapped, R>(
+        &mut self,
+        select: Select,
+        wrap: impl Fn(Obj<T>) -> R,
+    ) -> Result<Vec<R>> {
         let conn = self.connection()?;
         let mut out = Vec::new();
+        // A join may repeat rows of `T`: then the row count says nothing of the objects.
+        let distinct_objects = select.joins.is_empty();
         let store = store_in::<T>(&mut self.types, &mut self.stores);
         conn.query_statement_counted(Statement::Select(select), |row, rows| {
             if let (Some(n), true) = (rows, out.is_empty()) {
                 out.reserve_exact(n);
-                store.reserve(n);
+                if distinct_objects {
+                    store.reserve(n);
+                }
             }
-            out.push(object_from_row(store, &self.link, row, 0)?);
+            out.push(wrap(object_from_row(store, &self.link, row, 0, rows)?));
             Ok(())
         })?;
         Ok(out)
@@ -685,10 +706,12 @@ fn object_from_row<T: Mapped>(
     link: &Arc<Link>,
     row: &Row<'_>,
     at: usize,
+    rows: Option<usize>,
 ) -> orm_core::error::Result<Obj<T>> {
     let key = T::key_from_row(row, at)?;
     store.load_row(
         key,
+        rows,
         |obj| {
             let mut d = obj.lock_data();
             if d.is_wholly_expired() {

@@ -22,7 +22,7 @@ use orm_core::model::Mapped;
 use orm_core::schema::Table;
 
 use crate::error::Result;
-use crate::object::{Link, Obj, ObjData, Slot, Weak32};
+use crate::object::{Link, Obj, ObjData, ObjSlab, Slot, Weak32};
 use crate::state::Status;
 use crate::unit_of_work::execute;
 use crate::unit_of_work::relations::{self, TypeOps};
@@ -44,6 +44,8 @@ pub(crate) struct Store<T: Mapped> {
     inserted: Vec<Slot<T>>,
     updated: Vec<Slot<T>>,
     removed: Vec<Slot<T>>,
+    /// Where loaded objects are allocated.
+    slab: ObjSlab<T>,
 }
 
 impl<T: Mapped> Default for Store<T> {
@@ -57,6 +59,7 @@ impl<T: Mapped> Default for Store<T> {
             inserted: Vec::new(),
             updated: Vec::new(),
             removed: Vec::new(),
+            slab: ObjSlab::default(),
         }
     }
 }
@@ -97,11 +100,12 @@ impl<T: Mapped> Store<T> {
 
     /// The object for a loaded row's key, hashing the key once: the held object (passed to
     /// `found`, e.g. to reload it if expired) or a new one made of what `create` returns (it is
-    /// given the key), entered in the map.
+    /// given the key), entered in the map. `rows` is the number of rows of the load, if known.
     #[inline]
     pub(crate) fn load_row<E>(
         &mut self,
         key: T::Key,
+        rows: Option<usize>,
         found: impl FnOnce(&Obj<T>) -> Result<(), E>,
         create: impl FnOnce(T::Key) -> Result<ObjData<T>, E>,
     ) -> Result<Obj<T>, E> {
@@ -113,13 +117,15 @@ impl<T: Mapped> Store<T> {
                     Ok(obj)
                 }
                 None => {
-                    let (obj, slot) = Obj::with_slot(create(e.key().clone())?);
+                    let data = create(e.key().clone())?;
+                    let (obj, slot) = Obj::with_slot(data, &mut self.slab, rows);
                     e.insert(slot);
                     Ok(obj)
                 }
             },
             Entry::Vacant(e) => {
-                let (obj, slot) = Obj::with_slot(create(e.key().clone())?);
+                let data = create(e.key().clone())?;
+                let (obj, slot) = Obj::with_slot(data, &mut self.slab, rows);
                 e.insert(slot);
                 Ok(obj)
             }

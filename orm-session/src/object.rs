@@ -26,11 +26,14 @@ use crate::state::{ObjectState, Status};
 
 mod rc;
 
-use rc::Arc32;
 pub(crate) use rc::Weak32;
+use rc::{Arc32, Slab};
 
 /// A weak reference to an object (in the identity map and the session's logs).
 pub(crate) type Slot<T> = Weak32<RwLock<ObjData<T>>>;
+
+/// Where a store allocates the objects it loads (blocks shared by the objects of a load).
+pub(crate) type ObjSlab<T> = Slab<RwLock<ObjData<T>>>;
 
 /// What an object knows of the session it is attached to. A session replaces its link when it
 /// is closed, so detaching every object is one store of `detached`.
@@ -431,9 +434,14 @@ impl<T: Mapped> Obj<T> {
         }
     }
 
-    /// A new object and the weak reference an identity map keeps of it, made together.
-    pub(crate) fn with_slot(data: ObjData<T>) -> (Self, Slot<T>) {
-        let (inner, slot) = Arc32::new_with_weak(RwLock::new(data));
+    /// A loaded object and the weak reference an identity map keeps of it, made together in
+    /// `slab`, for a load of `rows` rows (`None`: unknown).
+    pub(crate) fn with_slot(
+        data: ObjData<T>,
+        slab: &mut ObjSlab<T>,
+        rows: Option<usize>,
+    ) -> (Self, Slot<T>) {
+        let (inner, slot) = slab.new_with_weak(RwLock::new(data), rows);
         (Obj { inner }, slot)
     }
 

@@ -76,7 +76,17 @@ pub trait Entities {
     fn columns() -> Vec<Expr>;
     /// Reads one row.
     fn decode<L: EntityLoader>(loader: &mut L, row: &Row<'_>) -> Result<Self::Output<L::Handles>>;
+    /// When the selection is one entity (not a tuple): how its handle becomes a row's output,
+    /// so that a loader may decode such rows without going through [`decode`](Self::decode).
+    fn single<H: Handles>() -> Option<Single<Self, H>> {
+        None
+    }
 }
+
+/// How the handle of a selection's one entity becomes a row's output (see
+/// [`Entities::single`]).
+pub type Single<E, H> =
+    fn(<H as Handles>::Handle<<E as Entities>::First>) -> <E as Entities>::Output<H>;
 
 impl<T: Mapped> Entities for T {
     type First = T;
@@ -86,6 +96,9 @@ impl<T: Mapped> Entities for T {
     }
     fn decode<L: EntityLoader>(loader: &mut L, row: &Row<'_>) -> Result<Handle<L, T>> {
         loader.load::<T>(row, 0)
+    }
+    fn single<H: Handles>() -> Option<Single<T, H>> {
+        Some(|handle| handle)
     }
 }
 

@@ -274,6 +274,10 @@ impl<'s, E: Entities, F> Query<'s, E, F> {
         }
         let mut core = self.session.core();
         core.autoflush()?;
+        if let (true, Some(wrap)) = (eager.is_empty(), E::single::<ObjHandles>()) {
+            // One entity and nothing loaded along: the rows go straight to its store.
+            return core.load_as(self.select, wrap);
+        }
         // A row repeated by a joined collection comes back once: rows are told apart by the
         // objects they hold, recorded only then.
         let mut seen: HashSet<Vec<usize>> = HashSet::new();
