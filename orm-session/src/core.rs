@@ -617,11 +617,13 @@ impl Core {
         let mut out = Vec::new();
         let distinct_objects = select.joins.is_empty();
         let result = conn.query_statement_counted(Statement::Select(select), |row, rows| {
-            if let (Some(n), true) = (rows, out.is_empty()) {
-                out.reserve_exact(n);
-                self.expected_objects = distinct_objects.then_some(n);
+            if out.is_empty() {
+                self.load_rows = rows;
+                if let Some(n) = rows {
+                    out.reserve_exact(n);
+                    self.expected_objects = distinct_objects.then_some(n);
+                }
             }
-            self.load_rows = rows;
             out.push(decode(self, row)?);
             Ok(())
         });

@@ -531,7 +531,13 @@ mod tests {
         let mut slab = Slab::default();
         let (a, w) = slab.new_with_weak(p, Some(200));
         assert_eq!(slab.len, 200);
+        let block = slab.block.expect("a block with slots left");
+        // SAFETY: the object keeps the block alive; only its count is read.
+        let live = || unsafe { (*block.as_ptr()).live.load(Ordering::SeqCst) };
+        assert_eq!(live(), 200);
         drop(slab);
+        // The 199 unused slots are released; the object's slot keeps the block.
+        assert_eq!(live(), 1);
         // The object and its block outlive the slab.
         assert_eq!(drops.load(Ordering::SeqCst), 0);
         let again = w.upgrade().expect("alive");
