@@ -175,7 +175,7 @@ impl Error {
         }
     }
 
-    pub(crate) fn from_postgres(e: postgres::Error) -> Self {
+    pub(crate) fn from_postgres(e: tokio_postgres::Error) -> Self {
         let Some(db) = e.as_db_error() else {
             if e.is_closed()
                 || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>())
@@ -189,7 +189,7 @@ impl Error {
                 message: e.to_string(),
             };
         };
-        use postgres::error::SqlState;
+        use tokio_postgres::error::SqlState;
         let kind = match *db.code() {
             SqlState::UNIQUE_VIOLATION => Some(ConstraintKind::Unique),
             SqlState::FOREIGN_KEY_VIOLATION => Some(ConstraintKind::ForeignKey),

@@ -218,11 +218,21 @@ impl Core {
     }
 
     pub(crate) fn rollback(&mut self) -> Result<()> {
+        self.rollback_then(true)
+    }
+
+    /// Rolls back; `confirm: false` does not wait for the database's reply to a ROLLBACK of
+    /// the whole transaction (see `Connection::rollback_nowait`), as `close` does.
+    fn rollback_then(&mut self, confirm: bool) -> Result<()> {
         let tx = std::mem::replace(&mut self.tx, Tx::None);
         self.frames.clear();
         let result = match (tx, &self.conn) {
             (Tx::Active(TxKind::Savepoint(name)), Some(conn)) => conn.rollback_to_savepoint(&name),
-            (Tx::Active(_), Some(conn)) => conn.rollback(),
+            (Tx::Active(_), Some(conn)) if confirm => conn.rollback(),
+            (Tx::Active(_), Some(conn)) => {
+                conn.rollback_nowait();
+                Ok(())
+            }
             _ => Ok(()),
         };
         self.rollback_stores_to(&HashMap::new(), true);
@@ -256,7 +266,9 @@ impl Core {
                     _ => Ok(()),
                 }
             }
-            Tx::Active(_) | Tx::Failed(_) => self.rollback(),
+            // Like SQLAlchemy's reset on return to the pool, whose errors close() does not
+            // raise either; the reply comes with the connection's next statement.
+            Tx::Active(_) | Tx::Failed(_) => self.rollback_then(false),
             Tx::None => Ok(()),
         };
         if failed {

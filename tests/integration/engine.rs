@@ -468,6 +468,136 @@ fn cloned_connection_handles_share_one_connection_and_transaction() {
     });
 }
 
+#[test]
+fn postgres_sends_begin_with_the_first_statement_and_nothing_for_an_empty_transaction() {
+    use orm::sql::ast::{Select, Statement};
+    for_each_db(|db| {
+        if !db.is_postgres() {
+            return Ok(());
+        }
+        let engine = db.engine();
+        Metadata::from_tables(vec![&PARENT]).create_all(&engine)?;
+        let conn = engine.connection()?;
+        let other = engine.connection()?;
+        let pid = query_i64(&conn, "SELECT pg_backend_pid()::bigint", &[])?;
+        // What the server says of `conn`'s session, asked from another connection.
+        let state = || -> Result<String, CoreError> {
+            let rows = query_values(
+                &other,
+                "SELECT state FROM pg_stat_activity WHERE pid = $1",
+                &[Value::I32(pid as i32)],
+            )?;
+            match &rows[..] {
+                [row] => match &row[..] {
+                    [Value::Text(state)] => Ok(state.clone()),
+                    other => panic!("state of backend {pid}: {other:?}"),
+                },
+                other => panic!("backend {pid}: {other:?}"),
+            }
+        };
+        let select = || Statement::Select(Select::of(&PARENT));
+        conn.query_statement(select(), |_| Ok(()))?; // now prepared on `conn`
+
+        // A transaction that ends before any statement sends nothing.
+        let (ended, sql) = capture(|| -> Result<(), CoreError> {
+            conn.begin()?;
+            conn.rollback()?;
+            conn.begin()?;
+            conn.commit()
+        });
+        ended?;
+        assert!(sql.is_empty(), "{sql:?}");
+        assert_eq!(state()?, "idle");
+
+        // BEGIN waits for the first statement and goes out with it: the SELECT runs inside
+        // the transaction.
+        conn.begin()?;
+        assert!(conn.in_transaction());
+        assert_eq!(state()?, "idle");
+        let (read, sql) = capture(|| conn.query_statement(select(), |_| Ok(())));
+        read?;
+        assert_eq!(sql.len(), 2, "{sql:?}");
+        assert_eq!(sql[0], "BEGIN");
+        assert!(sql[1].starts_with("SELECT"), "{sql:?}");
+        assert_eq!(state()?, "idle in transaction");
+        conn.rollback()?;
+        assert_eq!(state()?, "idle");
+
+        // A statement that writes is never sent with a BEGIN that could fail without it:
+        // the BEGIN goes first, on its own, and the write is inside the transaction.
+        conn.begin()?;
+        let insert = "INSERT INTO it_parent (name) VALUES ($1)";
+        let (wrote, sql) = capture(|| conn.execute(insert, &["a".into()]));
+        wrote?;
+        assert_eq!(sql, ["BEGIN", insert]);
+        assert_eq!(state()?, "idle in transaction");
+        conn.rollback()?;
+        assert_eq!(query_i64(&other, "SELECT count(*) FROM it_parent", &[])?, 0);
+
+        // Dropping the last handle in a transaction begun but never sent sends nothing.
+        conn.begin()?;
+        let ((), sql) = capture(|| drop(conn));
+        assert!(sql.is_empty(), "{sql:?}");
+        Ok(())
+    });
+}
+
+#[test]
+fn rollback_nowait_undoes_the_transaction_before_the_next_statement_runs() {
+    for_each_db(|db| {
+        let engine = db.engine();
+        Metadata::from_tables(vec![&PARENT]).create_all(&engine)?;
+        let conn = engine.connection()?;
+        let insert = format!("INSERT INTO it_parent (name) VALUES ({})", db.param(1));
+        conn.begin()?;
+        conn.execute(&insert, &["gone".into()])?;
+        let ((), sql) = capture(|| conn.rollback_nowait());
+        assert_eq!(sql, ["ROLLBACK"]);
+        assert!(!conn.in_transaction());
+        // The connection's next statement runs after the ROLLBACK, outside any transaction.
+        assert_eq!(query_i64(&conn, "SELECT count(*) FROM it_parent", &[])?, 0);
+        conn.execute(&insert, &["kept".into()])?;
+        assert_eq!(count_rows(&engine, "it_parent")?, 1);
+
+        // Nothing to roll back: nothing is sent.
+        let ((), sql) = capture(|| conn.rollback_nowait());
+        assert!(sql.is_empty(), "{sql:?}");
+
+        // Back in the pool, the connection of a dropped handle serves the next one, which
+        // reads the ROLLBACK's reply before its own.
+        drop(conn);
+        let pool_of_one = Engine::builder(db.url()).pool_size(1).connect()?;
+        for round in 0..3 {
+            let conn = pool_of_one.connection()?;
+            conn.begin()?;
+            conn.execute(&insert, &[format!("dropped {round}").into()])?;
+            assert_eq!(query_i64(&conn, "SELECT count(*) FROM it_parent", &[])?, 2);
+            drop(conn);
+        }
+        assert_eq!(count_rows(&pool_of_one, "it_parent")?, 1);
+        if db.is_postgres() {
+            // Another connection sees the transaction end without any help from this one.
+            let conn = pool_of_one.connection()?;
+            let pid = query_i64(&conn, "SELECT pg_backend_pid()::bigint", &[])?;
+            conn.begin()?;
+            conn.execute(&insert, &["locked".into()])?;
+            conn.rollback_nowait();
+            let other = engine.connection()?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let state = "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'idle'";
+            while query_i64(&other, state, &[Value::I32(pid as i32)])? != 1 {
+                assert!(
+                    Instant::now() < deadline,
+                    "backend {pid} still in its transaction"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert_eq!(query_i64(&other, "SELECT count(*) FROM it_parent", &[])?, 1);
+        }
+        Ok(())
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Metadata: create_all / drop_all
 
@@ -850,6 +980,7 @@ fn every_statement_is_logged_and_captured() {
             conn.execute(&insert, &[Value::I64(42), "forty-two".into()])?;
             conn.commit()?;
             conn.begin()?;
+            conn.execute("DELETE FROM echo_t WHERE x < 0", &[])?;
             conn.rollback()?;
             query_i64(&conn, "SELECT count(*) FROM echo_t", &[])
         });
@@ -863,6 +994,7 @@ fn every_statement_is_logged_and_captured() {
                 insert.as_str(),
                 "COMMIT",
                 "BEGIN",
+                "DELETE FROM echo_t WHERE x < 0",
                 "ROLLBACK",
                 "SELECT count(*) FROM echo_t"
             ]
@@ -884,7 +1016,7 @@ fn every_statement_is_logged_and_captured() {
             with_prefix(&strings, "SELECT"),
             ["SELECT count(*) FROM echo_t"]
         );
-        assert_eq!(without_transaction_control(&strings).len(), 3);
+        assert_eq!(without_transaction_control(&strings).len(), 4);
 
         // echo(true) logs at INFO, like SQLAlchemy's echo=True.
         let echo = Engine::builder(db.url()).echo(true).connect()?;

@@ -2,8 +2,8 @@
 //! driver.
 
 use bytes::{BufMut, BytesMut};
-use postgres::types::{IsNull, Kind, ToSql, Type};
 use rusqlite::types::{ToSqlOutput, ValueRef as SqliteRef};
+use tokio_postgres::types::{IsNull, Kind, ToSql, Type};
 
 use crate::value::{ArrayItems, Value, ValueRef};
 
@@ -58,7 +58,7 @@ impl ToSql for ValueRef<'_> {
         true
     }
 
-    postgres::types::to_sql_checked!();
+    tokio_postgres::types::to_sql_checked!();
 }
 
 /// A one-dimensional array of `member`s, in PostgreSQL's binary array format: the number of
@@ -134,7 +134,7 @@ impl ToSql for Value {
         true
     }
 
-    postgres::types::to_sql_checked!();
+    tokio_postgres::types::to_sql_checked!();
 }
 
 /// SQLite's form of a parameter (SQLite has no booleans or narrow integers, and no arrays).

@@ -47,6 +47,10 @@ pub struct Connection {
 struct Inner {
     conn: r2d2::PooledConnection<Manager>,
     in_transaction: bool,
+    /// On PostgreSQL, `BEGIN` waits to go out with the transaction's first statement, in its
+    /// round trip when that is a cached SELECT (see ARCHITECTURE.md, "Transactions on the
+    /// wire"); a transaction that ends before any statement sends nothing.
+    begin_pending: bool,
     /// Open savepoints, outermost first.
     savepoints: Vec<String>,
     /// A statement failed inside the transaction on PostgreSQL, which then refuses every
@@ -58,8 +62,7 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         if self.in_transaction {
-            // Errors here mean the connection is gone; the pool discards broken connections.
-            let _ = self.control("ROLLBACK");
+            self.rollback_nowait();
         }
     }
 }
@@ -90,6 +93,33 @@ impl Inner {
         }
     }
 
+    /// Ends the transaction with a ROLLBACK whose reply is not awaited (on PostgreSQL; SQLite
+    /// has no round trip to save). An error in it means the connection is gone, which the
+    /// pool or the next statement finds out.
+    fn rollback_nowait(&mut self) {
+        self.in_transaction = false;
+        self.savepoints.clear();
+        self.aborted = false;
+        if std::mem::take(&mut self.begin_pending) {
+            return; // nothing was sent
+        }
+        log(self.echo, "ROLLBACK", &[] as &[Value]);
+        match &mut *self.conn {
+            DriverConn::Postgres { client, .. } => client.send("ROLLBACK"),
+            DriverConn::Sqlite(c) => {
+                let _ = c.execute_batch("ROLLBACK");
+            }
+        }
+    }
+
+    /// Sends the `BEGIN` still pending, before a statement that cannot carry it.
+    fn send_begin(&mut self) -> Result<()> {
+        if std::mem::take(&mut self.begin_pending) {
+            self.control("BEGIN")?;
+        }
+        Ok(())
+    }
+
     fn control(&mut self, sql: &str) -> Result<()> {
         log(self.echo, sql, &[] as &[Value]);
         match &mut *self.conn {
@@ -101,12 +131,12 @@ impl Inner {
     }
 
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
+        self.send_begin()?;
         log(self.echo, sql, params);
         match &mut *self.conn {
             DriverConn::Postgres { client, statements } => {
                 let stmt = DriverConn::pg_statement(client, statements, sql)?;
-                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
-                    params.iter().map(|p| p as _).collect();
+                let refs: Vec<_> = params.iter().map(|p| p as _).collect();
                 client.execute(&stmt, &refs).map_err(Error::from_postgres)
             }
             DriverConn::Sqlite(c) => {
@@ -119,12 +149,26 @@ impl Inner {
         }
     }
 
+    /// Runs a query. A `read_only` one (a SELECT) already prepared carries a pending `BEGIN`
+    /// in its round trip: if that `BEGIN` failed, the SELECT ran outside a transaction, which
+    /// only a statement that writes nothing may risk. Preparing (a round trip of its own) and
+    /// running anything else send the `BEGIN` first.
     fn query(
         &mut self,
         sql: &str,
         params: &[Value],
+        read_only: bool,
         f: &mut dyn FnMut(&Row<'_>, Option<usize>) -> Result<()>,
     ) -> Result<()> {
+        let with_begin = self.begin_pending
+            && read_only
+            && matches!(&*self.conn, DriverConn::Postgres { statements, .. } if statements.contains_key(sql));
+        if with_begin {
+            self.begin_pending = false;
+            log(self.echo, "BEGIN", &[] as &[Value]);
+        } else {
+            self.send_begin()?;
+        }
         log(self.echo, sql, params);
         match &mut *self.conn {
             DriverConn::Postgres { client, statements } => {
@@ -132,9 +176,13 @@ impl Inner {
                 // One round into the driver for the whole result: pulling rows one at a time
                 // through `query_raw` enters its runtime per row, which costs more than
                 // decoding them (see benches/README.md).
-                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
-                    params.iter().map(|p| p as _).collect();
-                let rows = client.query(&stmt, &refs).map_err(Error::from_postgres)?;
+                let refs: Vec<_> = params.iter().map(|p| p as _).collect();
+                let rows = if with_begin {
+                    client.begin_and_query(&stmt, &refs)
+                } else {
+                    client.query(&stmt, &refs)
+                }
+                .map_err(Error::from_postgres)?;
                 for row in &rows {
                     f(&Row::Postgres(row), Some(rows.len()))?;
                 }
@@ -160,6 +208,7 @@ impl Connection {
             inner: Arc::new(Mutex::new(Inner {
                 conn,
                 in_transaction: false,
+                begin_pending: false,
                 savepoints: Vec::new(),
                 aborted: false,
                 echo,
@@ -205,10 +254,20 @@ impl Connection {
         &self,
         sql: &str,
         params: &[Value],
+        f: impl FnMut(&Row<'_>, Option<usize>) -> Result<()>,
+    ) -> Result<()> {
+        self.query_with(sql, params, false, f)
+    }
+
+    fn query_with(
+        &self,
+        sql: &str,
+        params: &[Value],
+        read_only: bool,
         mut f: impl FnMut(&Row<'_>, Option<usize>) -> Result<()>,
     ) -> Result<()> {
         let mut inner = self.inner.lock();
-        let result = inner.query(sql, params, &mut f);
+        let result = inner.query(sql, params, read_only, &mut f);
         inner.note_failure(result.is_err());
         result
     }
@@ -223,10 +282,9 @@ impl Connection {
     pub fn query_statement(
         &self,
         statement: Statement,
-        f: impl FnMut(&Row<'_>) -> Result<()>,
+        mut f: impl FnMut(&Row<'_>) -> Result<()>,
     ) -> Result<()> {
-        let Rendered { sql, params } = render(self.dialect, statement);
-        self.query(&sql, &params, f)
+        self.query_statement_counted(statement, |row, _| f(row))
     }
 
     /// Renders `statement` and runs it as a query; see [`query_counted`](Self::query_counted).
@@ -235,8 +293,9 @@ impl Connection {
         statement: Statement,
         f: impl FnMut(&Row<'_>, Option<usize>) -> Result<()>,
     ) -> Result<()> {
+        let read_only = matches!(statement, Statement::Select(_));
         let Rendered { sql, params } = render(self.dialect, statement);
-        self.query_counted(&sql, &params, f)
+        self.query_with(&sql, &params, read_only, f)
     }
 
     /// Whether a transaction begun with [`begin`](Self::begin) is open.
@@ -244,7 +303,9 @@ impl Connection {
         self.inner.lock().in_transaction
     }
 
-    /// Begins a transaction.
+    /// Begins a transaction. On PostgreSQL, `BEGIN` goes out with the transaction's first
+    /// statement (in the same round trip when that is a SELECT), so that every statement runs
+    /// inside the transaction and a transaction without statements costs nothing.
     pub fn begin(&self) -> Result<()> {
         let mut inner = self.inner.lock();
         if inner.in_transaction {
@@ -252,7 +313,10 @@ impl Connection {
                 "a transaction is already begun on this connection",
             ));
         }
-        inner.control("BEGIN")?;
+        match &*inner.conn {
+            DriverConn::Postgres { .. } => inner.begin_pending = true,
+            DriverConn::Sqlite(_) => inner.control("BEGIN")?,
+        }
         inner.in_transaction = true;
         inner.aborted = false;
         Ok(())
@@ -267,6 +331,10 @@ impl Connection {
             ));
         }
         inner.savepoints.clear();
+        if std::mem::take(&mut inner.begin_pending) {
+            inner.in_transaction = false;
+            return Ok(()); // nothing was sent
+        }
         if std::mem::take(&mut inner.aborted) {
             // PostgreSQL would answer COMMIT with a silent ROLLBACK: say so instead.
             inner.in_transaction = false;
@@ -294,7 +362,39 @@ impl Connection {
         inner.in_transaction = false;
         inner.savepoints.clear();
         inner.aborted = false;
+        if std::mem::take(&mut inner.begin_pending) {
+            return Ok(()); // nothing was sent
+        }
         inner.control("ROLLBACK")
+    }
+
+    /// Rolls the transaction back (when one is open) without waiting for the server to
+    /// confirm, as dropping the last handle does: the ROLLBACK is written to the connection
+    /// before this returns, and its reply is read before the reply to the connection's next
+    /// statement, saving a round trip. Errors are not reported: one means the connection is
+    /// lost, which its next statement reports (or the pool finds and discards it). This is
+    /// how a session's `close` ends its transaction.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use orm_core::engine::Engine;
+    /// let conn = Engine::connect("sqlite::memory:")?.connection()?;
+    /// conn.execute("CREATE TABLE t (x INTEGER)", &[])?;
+    /// conn.begin()?;
+    /// conn.execute("INSERT INTO t VALUES (1)", &[])?;
+    /// conn.rollback_nowait();
+    /// assert!(!conn.in_transaction());
+    /// let mut n = -1;
+    /// conn.query("SELECT count(*) FROM t", &[], |r| { n = r.get::<i64>(0).unwrap().unwrap(); Ok(()) })?;
+    /// assert_eq!(n, 0);
+    /// # Ok::<(), orm_core::error::Error>(())
+    /// ```
+    pub fn rollback_nowait(&self) {
+        let mut inner = self.inner.lock();
+        if inner.in_transaction {
+            inner.rollback_nowait();
+        }
     }
 
     /// Opens a SAVEPOINT inside the current transaction.
@@ -322,6 +422,7 @@ impl Connection {
         if !inner.in_transaction {
             return Err(Error::Transaction("a savepoint needs a transaction"));
         }
+        inner.send_begin()?;
         let mut sql = String::from("SAVEPOINT ");
         self.dialect.quote_into(&mut sql, name);
         inner.control(&sql)?;

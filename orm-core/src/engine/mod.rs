@@ -6,6 +6,7 @@
 
 mod bind;
 mod connection;
+mod pg_client;
 mod pool;
 pub mod row;
 mod url;

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use crate::engine::pg_client::PgClient;
 use crate::engine::url::Target;
 use crate::error::{Error, Result};
 
@@ -9,9 +10,9 @@ use crate::error::{Error, Result};
 pub(crate) enum DriverConn {
     Postgres {
         /// Boxed: a client is far larger than a SQLite handle.
-        client: Box<postgres::Client>,
+        client: Box<PgClient>,
         /// Statements prepared on this connection, by SQL text: preparing costs a round trip.
-        statements: HashMap<String, postgres::Statement>,
+        statements: HashMap<String, tokio_postgres::Statement>,
     },
     Sqlite(rusqlite::Connection),
 }
@@ -27,9 +28,7 @@ impl DriverConn {
         };
         match target {
             Target::Postgres(config) => {
-                let client = config
-                    .connect(postgres::NoTls)
-                    .map_err(|e| connect_err(Box::new(e)))?;
+                let client = PgClient::connect(config).map_err(connect_err)?;
                 Ok(DriverConn::Postgres {
                     client: Box::new(client),
                     statements: HashMap::new(),
@@ -55,10 +54,10 @@ impl DriverConn {
 
     /// The prepared statement for `sql`, from the cache or prepared now.
     pub(crate) fn pg_statement(
-        client: &mut postgres::Client,
-        statements: &mut HashMap<String, postgres::Statement>,
+        client: &mut PgClient,
+        statements: &mut HashMap<String, tokio_postgres::Statement>,
         sql: &str,
-    ) -> Result<postgres::Statement> {
+    ) -> Result<tokio_postgres::Statement> {
         if let Some(s) = statements.get(sql) {
             return Ok(s.clone());
         }
@@ -85,10 +84,9 @@ impl r2d2::ManageConnection for Manager {
 
     fn is_valid(&self, conn: &mut DriverConn) -> Result<()> {
         match conn {
-            DriverConn::Postgres { client, .. } => client
-                .simple_query("")
-                .map(drop)
-                .map_err(Error::from_postgres),
+            DriverConn::Postgres { client, .. } => {
+                client.batch_execute("").map_err(Error::from_postgres)
+            }
             DriverConn::Sqlite(c) => c.execute_batch("").map_err(Error::from_sqlite),
         }
     }

@@ -8,17 +8,20 @@ use crate::error::DecodeError;
 /// [`ColumnType::decode`](crate::value::ColumnType::decode).
 pub enum Row<'a> {
     /// A PostgreSQL row.
-    Postgres(&'a postgres::Row),
+    Postgres(&'a tokio_postgres::Row),
     /// A SQLite row.
     Sqlite(&'a rusqlite::Row<'a>),
 }
 
 /// A base type both drivers can decode.
 pub trait DriverValue:
-    Sized + for<'a> postgres::types::FromSql<'a> + rusqlite::types::FromSql
+    Sized + for<'a> tokio_postgres::types::FromSql<'a> + rusqlite::types::FromSql
 {
 }
-impl<T> DriverValue for T where T: for<'a> postgres::types::FromSql<'a> + rusqlite::types::FromSql {}
+impl<T> DriverValue for T where
+    T: for<'a> tokio_postgres::types::FromSql<'a> + rusqlite::types::FromSql
+{
+}
 
 /// A SQLite value that `T` cannot hold.
 #[cold]
@@ -103,7 +106,7 @@ impl Row<'_> {
                 })
             }
             Row::Postgres(r) => {
-                use postgres::types::Type;
+                use tokio_postgres::types::Type;
                 let ty = r.columns()[idx].type_().clone();
                 let v = match ty {
                     Type::BOOL => self.get::<bool>(idx)?.map(Value::Bool),

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 /// Where an engine connects.
 #[derive(Debug, Clone)]
 pub(crate) enum Target {
-    Postgres(Box<postgres::Config>),
+    Postgres(Box<tokio_postgres::Config>),
     SqliteFile(String),
     /// An in-memory database shared by every connection of one engine.
     SqliteMemory(String),
@@ -39,9 +39,9 @@ impl Target {
             return Ok(Target::SqliteFile(path.to_owned()));
         }
         if url.starts_with("postgresql://") || url.starts_with("postgres://") {
-            let config: postgres::Config = url
+            let config: tokio_postgres::Config = url
                 .parse()
-                .map_err(|e: postgres::Error| invalid(&e.to_string()))?;
+                .map_err(|e: tokio_postgres::Error| invalid(&e.to_string()))?;
             return Ok(Target::Postgres(Box::new(config)));
         }
         Err(invalid(
@@ -60,7 +60,7 @@ impl Target {
     pub(crate) fn describe(&self) -> String {
         match self {
             Target::Postgres(c) => {
-                use postgres::config::Host;
+                use tokio_postgres::config::Host;
                 let host = match c.get_hosts().first() {
                     Some(Host::Tcp(h)) => h.clone(),
                     #[cfg(unix)]

@@ -2,6 +2,7 @@
 //! [`Connection::prepared`].
 
 use super::{log, Connection, Inner};
+use crate::engine::pg_client::PgClient;
 use crate::engine::pool::DriverConn;
 use crate::engine::row::Row;
 use crate::error::{Error, Result};
@@ -24,13 +25,13 @@ enum Stmt<'c> {
     /// The statement and its number of placeholders.
     Sqlite(rusqlite::CachedStatement<'c>, usize),
     Postgres {
-        client: &'c mut postgres::Client,
-        statement: postgres::Statement,
+        client: &'c mut PgClient,
+        statement: tokio_postgres::Statement,
     },
 }
 
 /// `params` as the PostgreSQL driver takes them.
-fn pg_params<'p>(params: &'p [ValueRef<'_>]) -> Vec<&'p (dyn postgres::types::ToSql + Sync)> {
+fn pg_params<'p>(params: &'p [ValueRef<'_>]) -> Vec<&'p (dyn tokio_postgres::types::ToSql + Sync)> {
     params.iter().map(|p| p as _).collect()
 }
 
@@ -123,6 +124,9 @@ impl Inner {
         sql: &str,
         f: impl FnOnce(&mut Prepared<'_>) -> Result<R>,
     ) -> (Result<R>, bool) {
+        if let Err(e) = self.send_begin() {
+            return (Err(e), true);
+        }
         let echo = self.echo;
         let stmt = match &mut *self.conn {
             DriverConn::Sqlite(c) => match c.prepare_cached(sql) {

@@ -1,7 +1,5 @@
 //! Raw SQL statements that hand back everything they produce: [`Connection::execute_raw`].
 
-use postgres::fallible_iterator::FallibleIterator;
-
 use super::{log, Connection, Inner};
 use crate::engine::pool::DriverConn;
 use crate::engine::row::{RawRows, Row};
@@ -59,6 +57,7 @@ fn values(row: &Row<'_>, columns: &[String]) -> Result<Vec<Value>> {
 
 impl Inner {
     fn execute_raw(&mut self, sql: &str, params: &[Value]) -> Result<RawRows> {
+        self.send_begin()?;
         log(self.echo, sql, params);
         match &mut *self.conn {
             DriverConn::Postgres { client, statements } => {
@@ -66,16 +65,14 @@ impl Inner {
                 let stmt = DriverConn::pg_statement(client, statements, sql)?;
                 let columns: Vec<String> =
                     stmt.columns().iter().map(|c| c.name().to_owned()).collect();
-                let mut it = client
-                    .query_raw(&stmt, params.iter())
-                    .map_err(Error::from_postgres)?;
                 let mut rows = Vec::new();
-                while let Some(row) = it.next().map_err(Error::from_postgres)? {
+                let tag = client.query_raw(&stmt, params.iter(), |row| {
                     rows.push(values(&Row::Postgres(&row), &columns)?);
-                }
+                    Ok(())
+                })?;
                 // From the command tag (`SELECT 3`, `UPDATE 2`, `INSERT 0 1`; 0 for commands
                 // without a count), known once every row was read.
-                let rows_affected = it.rows_affected().unwrap_or(rows.len() as u64);
+                let rows_affected = tag.unwrap_or(rows.len() as u64);
                 Ok(RawRows {
                     columns,
                     rows,
