@@ -580,6 +580,39 @@ fn pg_load_users_streamed(c: &mut Client, stmt: &postgres::Statement) -> R<Vec<U
     Ok(out)
 }
 
+/// A raw tokio-postgres client on a single-threaded runtime (the connection runs as a task on
+/// it), as a user of the asynchronous driver writes one.
+struct AsyncClient {
+    runtime: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+}
+
+impl AsyncClient {
+    fn connect(url: &str) -> R<AsyncClient> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (client, connection) = runtime.block_on(tokio_postgres::connect(url, NoTls))?;
+        runtime.spawn(connection);
+        Ok(AsyncClient { runtime, client })
+    }
+}
+
+/// Raw row -> struct through tokio-postgres's row stream, in one `block_on` for the whole
+/// result: each row is decoded as it arrives, nothing is collected first.
+fn pg_load_users_async(c: &AsyncClient, stmt: &postgres::Statement) -> R<Vec<User>> {
+    use futures_util::TryStreamExt;
+    c.runtime.block_on(async {
+        let rows = c.client.query_raw(stmt, std::iter::empty::<i32>()).await?;
+        let mut rows = std::pin::pin!(rows);
+        let mut out = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            out.push(pg_user(&row));
+        }
+        Ok(out)
+    })
+}
+
 fn pg_load_users_tx(tx: &mut postgres::Transaction<'_>, sql: &str) -> R<Vec<User>> {
     Ok(tx.query(sql, &[])?.iter().map(pg_user).collect())
 }
@@ -735,6 +768,10 @@ fn run_pg_workloads(b: &mut Bench, url: &str) -> R<()> {
     if b.cfg.wants("W2") {
         const N: usize = 10_000;
         let select = raw.borrow_mut().prepare(PG_SELECT_USERS)?;
+        let raw_async = AsyncClient::connect(url)?;
+        let select_async = raw_async
+            .runtime
+            .block_on(raw_async.client.prepare(PG_SELECT_USERS))?;
         let contenders = vec![
             contender("query::<User>().all() (fresh session)", Kind::Ours, |_| {
                 let mut kept = None;
@@ -768,6 +805,19 @@ fn run_pg_workloads(b: &mut Bench, url: &str) -> R<()> {
                 assert_eq!(kept.map(|u| u.len()), Some(N));
                 Ok(t)
             }),
+            contender(
+                "row -> struct (tokio-postgres, streamed in one block_on)",
+                Kind::Raw,
+                |_| {
+                    let mut kept = None;
+                    let t = timed(|| {
+                        kept = Some(pg_load_users_async(&raw_async, &select_async)?);
+                        Ok(())
+                    })?;
+                    assert_eq!(kept.map(|u| u.len()), Some(N));
+                    Ok(t)
+                },
+            ),
         ];
         b.run("pg", "W2", N, reps, contenders)?;
     }

@@ -173,19 +173,9 @@ impl Inner {
         match &mut *self.conn {
             DriverConn::Postgres { client, statements } => {
                 let stmt = DriverConn::pg_statement(client, statements, sql)?;
-                // One round into the driver for the whole result: pulling rows one at a time
-                // through `query_raw` enters its runtime per row, which costs more than
-                // decoding them (see benches/README.md).
-                let refs: Vec<_> = params.iter().map(|p| p as _).collect();
-                let rows = if with_begin {
-                    client.begin_and_query(&stmt, &refs)
-                } else {
-                    client.query(&stmt, &refs)
-                }
-                .map_err(Error::from_postgres)?;
-                for row in &rows {
-                    f(&Row::Postgres(row), Some(rows.len()))?;
-                }
+                client.query_each(with_begin, &stmt, params.iter(), |row| {
+                    f(&Row::Postgres(&row), None)
+                })?;
                 Ok(())
             }
             DriverConn::Sqlite(c) => {

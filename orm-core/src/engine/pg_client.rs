@@ -94,35 +94,14 @@ impl PgClient {
         self.driver.block_on(client.execute(statement, params))
     }
 
-    /// Runs a prepared query and reads its whole result.
-    pub(crate) fn query(
+    /// Runs a prepared statement and hands each row to `row` as it is read, all in one call
+    /// into the driver; returns the number of rows the statement affected (from its command
+    /// tag; `None` for commands without one). With `begin`, `BEGIN` is sent ahead of the
+    /// statement in the same round trip, and its failure is the error returned before any
+    /// row is handed out.
+    pub(crate) fn query_each<P, I>(
         &mut self,
-        statement: &Statement,
-        params: &Params<'_>,
-    ) -> Result<Vec<Row>, Error> {
-        let client = &self.client;
-        self.driver.block_on(client.query(statement, params))
-    }
-
-    /// `BEGIN` and then [`query`](Self::query), sent together: one round trip for both. A
-    /// failed `BEGIN` is the error returned (the query's result is then discarded).
-    pub(crate) fn begin_and_query(
-        &mut self,
-        statement: &Statement,
-        params: &Params<'_>,
-    ) -> Result<Vec<Row>, Error> {
-        let client = &self.client;
-        let (begun, rows) = self.driver.block_on(futures_util::future::join(
-            client.batch_execute("BEGIN"),
-            client.query(statement, params),
-        ));
-        begun.and(rows)
-    }
-
-    /// Runs a prepared statement and reads its rows one by one, then the number of rows it
-    /// affected (from its command tag; `None` for commands without one).
-    pub(crate) fn query_raw<P, I>(
-        &mut self,
+        begin: bool,
         statement: &Statement,
         params: I,
         mut row: impl FnMut(Row) -> Result<(), crate::error::Error>,
@@ -135,11 +114,19 @@ impl PgClient {
         use crate::error::Error as OrmError;
         let client = &self.client;
         self.driver.block_on(async {
-            let rows = client
-                .query_raw(statement, params)
-                .await
-                .map_err(OrmError::from_postgres)?;
-            let mut rows = pin!(rows);
+            // Joined, so that both requests go out before either reply is awaited.
+            let (begun, rows) = futures_util::future::join(
+                async {
+                    match begin {
+                        true => client.batch_execute("BEGIN").await,
+                        false => Ok(()),
+                    }
+                },
+                client.query_raw(statement, params),
+            )
+            .await;
+            begun.map_err(OrmError::from_postgres)?;
+            let mut rows = pin!(rows.map_err(OrmError::from_postgres)?);
             while let Some(r) = rows.try_next().await.map_err(OrmError::from_postgres)? {
                 row(r)?;
             }

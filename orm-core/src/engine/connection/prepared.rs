@@ -104,13 +104,12 @@ impl Prepared<'_> {
                 }
             },
             Stmt::Postgres { client, statement } => {
-                match client.query(&*statement, &pg_params(params)) {
-                    Ok(rows) => rows.iter().try_for_each(|row| f(&Row::Postgres(row))),
-                    Err(e) => {
-                        failed = true;
-                        Err(Error::from_postgres(e))
-                    }
-                }
+                let mut refused = false; // by `f`, not by the database
+                let result = client.query_each(false, statement, params.iter(), |row| {
+                    f(&Row::Postgres(&row)).inspect_err(|_| refused = true)
+                });
+                failed = result.is_err() && !refused;
+                result.map(drop)
             }
         };
         self.failed |= failed;

@@ -66,7 +66,7 @@ impl Inner {
                 let columns: Vec<String> =
                     stmt.columns().iter().map(|c| c.name().to_owned()).collect();
                 let mut rows = Vec::new();
-                let tag = client.query_raw(&stmt, params.iter(), |row| {
+                let tag = client.query_each(false, &stmt, params.iter(), |row| {
                     rows.push(values(&Row::Postgres(&row), &columns)?);
                     Ok(())
                 })?;
