@@ -47,13 +47,6 @@ pub(crate) struct Core {
     /// During a flush: association rows of deleted objects, per association table and
     /// foreign key.
     pub(crate) link_cleanup: Vec<Cleanup>,
-    /// While a load runs: the number of rows it returns, when the driver said so before the
-    /// first row and every row is a distinct object of the first entity (no join). The first
-    /// entity decoded reserves room for them in its identity map, then clears it.
-    expected_objects: Option<usize>,
-    /// While a load runs: the number of rows it returns, when the driver said so (PostgreSQL),
-    /// which sizes the blocks its new objects are allocated in.
-    load_rows: Option<usize>,
 }
 
 /// The objects merged so far by one `merge`: the source's address, and its copy.
@@ -124,8 +117,6 @@ impl Core {
             orphans: Vec::new(),
             links: Vec::new(),
             link_cleanup: Vec::new(),
-            expected_objects: None,
-            load_rows: None,
         }
     }
 
@@ -615,21 +606,10 @@ impl Core {
     ) -> Result<Vec<R>> {
         let conn = self.connection()?;
         let mut out = Vec::new();
-        let distinct_objects = select.joins.is_empty();
-        let result = conn.query_statement_counted(Statement::Select(select), |row, rows| {
-            if out.is_empty() {
-                self.load_rows = rows;
-                if let Some(n) = rows {
-                    out.reserve_exact(n);
-                    self.expected_objects = distinct_objects.then_some(n);
-                }
-            }
+        conn.query_statement(Statement::Select(select), |row| {
             out.push(decode(self, row)?);
             Ok(())
-        });
-        self.expected_objects = None;
-        self.load_rows = None;
-        result?;
+        })?;
         Ok(out)
     }
 
@@ -641,10 +621,7 @@ impl Core {
         at: usize,
     ) -> orm_core::error::Result<Obj<T>> {
         let store = store_in::<T>(&mut self.types, &mut self.stores);
-        if let Some(n) = self.expected_objects.take() {
-            store.reserve(n);
-        }
-        object_from_row(store, &self.link, row, at, self.load_rows)
+        object_from_row(store, &self.link, row, at)
     }
 
     /// Runs a SELECT of all columns of `T` and returns its rows as identity-mapped objects.
@@ -662,17 +639,9 @@ impl Core {
     ) -> Result<Vec<R>> {
         let conn = self.connection()?;
         let mut out = Vec::new();
-        // A join may repeat rows of `T`: then the row count says nothing of the objects.
-        let distinct_objects = select.joins.is_empty();
         let store = store_in::<T>(&mut self.types, &mut self.stores);
-        conn.query_statement_counted(Statement::Select(select), |row, rows| {
-            if let (Some(n), true) = (rows, out.is_empty()) {
-                out.reserve_exact(n);
-                if distinct_objects {
-                    store.reserve(n);
-                }
-            }
-            out.push(wrap(object_from_row(store, &self.link, row, 0, rows)?));
+        conn.query_statement(Statement::Select(select), |row| {
+            out.push(wrap(object_from_row(store, &self.link, row, 0)?));
             Ok(())
         })?;
         Ok(out)
@@ -708,12 +677,10 @@ fn object_from_row<T: Mapped>(
     link: &Arc<Link>,
     row: &Row<'_>,
     at: usize,
-    rows: Option<usize>,
 ) -> orm_core::error::Result<Obj<T>> {
     let key = T::key_from_row(row, at)?;
     store.load_row(
         key,
-        rows,
         |obj| {
             let mut d = obj.lock_data();
             if d.is_wholly_expired() {

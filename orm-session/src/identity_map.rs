@@ -100,12 +100,11 @@ impl<T: Mapped> Store<T> {
 
     /// The object for a loaded row's key, hashing the key once: the held object (passed to
     /// `found`, e.g. to reload it if expired) or a new one made of what `create` returns (it is
-    /// given the key), entered in the map. `rows` is the number of rows of the load, if known.
+    /// given the key), entered in the map.
     #[inline]
     pub(crate) fn load_row<E>(
         &mut self,
         key: T::Key,
-        rows: Option<usize>,
         found: impl FnOnce(&Obj<T>) -> Result<(), E>,
         create: impl FnOnce(T::Key) -> Result<ObjData<T>, E>,
     ) -> Result<Obj<T>, E> {
@@ -118,14 +117,14 @@ impl<T: Mapped> Store<T> {
                 }
                 None => {
                     let data = create(e.key().clone())?;
-                    let (obj, slot) = Obj::with_slot(data, &mut self.slab, rows);
+                    let (obj, slot) = Obj::with_slot(data, &mut self.slab);
                     e.insert(slot);
                     Ok(obj)
                 }
             },
             Entry::Vacant(e) => {
                 let data = create(e.key().clone())?;
-                let (obj, slot) = Obj::with_slot(data, &mut self.slab, rows);
+                let (obj, slot) = Obj::with_slot(data, &mut self.slab);
                 e.insert(slot);
                 Ok(obj)
             }

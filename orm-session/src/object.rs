@@ -435,13 +435,9 @@ impl<T: Mapped> Obj<T> {
     }
 
     /// A loaded object and the weak reference an identity map keeps of it, made together in
-    /// `slab`, for a load of `rows` rows (`None`: unknown).
-    pub(crate) fn with_slot(
-        data: ObjData<T>,
-        slab: &mut ObjSlab<T>,
-        rows: Option<usize>,
-    ) -> (Self, Slot<T>) {
-        let (inner, slot) = slab.new_with_weak(RwLock::new(data), rows);
+    /// `slab`.
+    pub(crate) fn with_slot(data: ObjData<T>, slab: &mut ObjSlab<T>) -> (Self, Slot<T>) {
+        let (inner, slot) = slab.new_with_weak(RwLock::new(data));
         (Obj { inner }, slot)
     }
 

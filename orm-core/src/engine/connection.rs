@@ -158,7 +158,7 @@ impl Inner {
         sql: &str,
         params: &[Value],
         read_only: bool,
-        f: &mut dyn FnMut(&Row<'_>, Option<usize>) -> Result<()>,
+        f: &mut dyn FnMut(&Row<'_>) -> Result<()>,
     ) -> Result<()> {
         let with_begin = self.begin_pending
             && read_only
@@ -174,7 +174,7 @@ impl Inner {
             DriverConn::Postgres { client, statements } => {
                 let stmt = DriverConn::pg_statement(client, statements, sql)?;
                 client.query_each(with_begin, &stmt, params.iter(), |row| {
-                    f(&Row::Postgres(&row), None)
+                    f(&Row::Postgres(&row))
                 })?;
                 Ok(())
             }
@@ -184,7 +184,7 @@ impl Inner {
                     .query(rusqlite::params_from_iter(params.iter()))
                     .map_err(Error::from_sqlite)?;
                 while let Some(row) = rows.next().map_err(Error::from_sqlite)? {
-                    f(&Row::Sqlite(row), None)?;
+                    f(&Row::Sqlite(row))?;
                 }
                 Ok(())
             }
@@ -232,19 +232,7 @@ impl Connection {
         &self,
         sql: &str,
         params: &[Value],
-        mut f: impl FnMut(&Row<'_>) -> Result<()>,
-    ) -> Result<()> {
-        self.query_counted(sql, params, |row, _| f(row))
-    }
-
-    /// As [`query`](Self::query), also passing `f` the number of rows of the whole result when
-    /// the driver knows it before the first row (PostgreSQL, whose result is read in one call;
-    /// SQLite streams rows: `None`), so that callers can reserve room.
-    pub fn query_counted(
-        &self,
-        sql: &str,
-        params: &[Value],
-        f: impl FnMut(&Row<'_>, Option<usize>) -> Result<()>,
+        f: impl FnMut(&Row<'_>) -> Result<()>,
     ) -> Result<()> {
         self.query_with(sql, params, false, f)
     }
@@ -254,7 +242,7 @@ impl Connection {
         sql: &str,
         params: &[Value],
         read_only: bool,
-        mut f: impl FnMut(&Row<'_>, Option<usize>) -> Result<()>,
+        mut f: impl FnMut(&Row<'_>) -> Result<()>,
     ) -> Result<()> {
         let mut inner = self.inner.lock();
         let result = inner.query(sql, params, read_only, &mut f);
@@ -272,16 +260,7 @@ impl Connection {
     pub fn query_statement(
         &self,
         statement: Statement,
-        mut f: impl FnMut(&Row<'_>) -> Result<()>,
-    ) -> Result<()> {
-        self.query_statement_counted(statement, |row, _| f(row))
-    }
-
-    /// Renders `statement` and runs it as a query; see [`query_counted`](Self::query_counted).
-    pub fn query_statement_counted(
-        &self,
-        statement: Statement,
-        f: impl FnMut(&Row<'_>, Option<usize>) -> Result<()>,
+        f: impl FnMut(&Row<'_>) -> Result<()>,
     ) -> Result<()> {
         let read_only = matches!(statement, Statement::Select(_));
         let Rendered { sql, params } = render(self.dialect, statement);

@@ -10,11 +10,11 @@
 //! therefore the weak-count lock). A count that would pass `i32::MAX` aborts the process, as
 //! `std`'s does past `isize::MAX`: it takes two billion leaked handles to one object.
 //!
-//! [`Arc32::new_with_weak`] creates an object together with the identity map's weak reference
+//! [`Slab::new_with_weak`] creates an object together with the identity map's weak reference
 //! in one step, without an atomic operation, for the load path.
 //!
-//! The objects of a load share allocations: a [`Slab`] hands out the slots of a block of up to
-//! 255 objects, so a load of 10,000 rows calls the allocator 40 times rather than 10,000 (a
+//! The objects of a load share allocations: a [`Slab`] hands out the slots of blocks of 16 to
+//! 255 objects, so a load of 10,000 rows calls the allocator 43 times rather than 10,000 (a
 //! `malloc` of an object took about 180 instructions, a tenth of decoding its row). Each slot
 //! keeps its own counts and its value drops with its last strong handle, as for a lone
 //! allocation; the block's memory goes when the last handle of its last slot does and the
@@ -42,7 +42,7 @@ const MAX_WEAK: u32 = WEAK_MASK >> 1;
 const ALONE: u32 = 0xFF;
 /// The most slots in one block.
 const BLOCK_SLOTS: usize = ALONE as usize;
-/// The first block of a load whose row count is unknown (SQLite); later ones double.
+/// The first block of a slab; later ones double, up to `BLOCK_SLOTS`.
 const FIRST_BLOCK: usize = 16;
 
 struct Inner<T> {
@@ -140,21 +140,15 @@ impl<T> Default for Slab<T> {
 }
 
 impl<T> Slab<T> {
-    /// A new object and a weak handle on it, as [`Arc32::new_with_weak`], in the next slot of
-    /// the current block. Without one, a new block holds `rows` slots (the rows of the load,
-    /// at most 255), or when `rows` is unknown 16 and then twice the last block's; a load of
-    /// one row allocates its object on its own.
-    pub(crate) fn new_with_weak(&mut self, data: T, rows: Option<usize>) -> (Arc32<T>, Weak32<T>) {
+    /// A new object and a weak handle on it, made together without an atomic operation, in the next slot of
+    /// the current block. Without one, a new block holds 16 slots, then twice the last
+    /// block's, up to 255: a session that loads few objects spends little on slots, one that
+    /// loads many calls the allocator once per 255.
+    pub(crate) fn new_with_weak(&mut self, data: T) -> (Arc32<T>, Weak32<T>) {
         let block = match self.block {
             Some(block) => block,
             None => {
-                let len = match rows {
-                    Some(n) => n.min(BLOCK_SLOTS),
-                    None => (self.len as usize * 2).clamp(FIRST_BLOCK, BLOCK_SLOTS),
-                };
-                if len <= 1 {
-                    return Arc32::new_with_weak(data);
-                }
+                let len = (self.len as usize * 2).clamp(FIRST_BLOCK, BLOCK_SLOTS);
                 self.start_block(len)
             }
         };
@@ -244,17 +238,8 @@ fn increment_weak(count: &AtomicU32) {
 
 impl<T> Arc32<T> {
     pub(crate) fn new(data: T) -> Self {
-        Arc32::from_inner(Arc32::allocate(data, 1))
-    }
-
-    /// A new allocation and a weak handle on it, without any atomic operation.
-    pub(crate) fn new_with_weak(data: T) -> (Self, Weak32<T>) {
-        let ptr = Arc32::allocate(data, 2);
-        (Arc32::from_inner(ptr), Weak32 { ptr })
-    }
-
-    fn allocate(data: T, weak: u32) -> NonNull<Inner<T>> {
-        NonNull::from(Box::leak(Box::new(Inner::new(data, weak, ALONE))))
+        let inner = Box::new(Inner::new(data, 1, ALONE));
+        Arc32::from_inner(NonNull::from(Box::leak(inner)))
     }
 
     /// Takes over one strong count of `ptr`.
@@ -470,17 +455,6 @@ mod tests {
     }
 
     #[test]
-    fn new_with_weak_counts_the_weak_handle() {
-        let (p, drops) = probe();
-        let (a, w) = Arc32::new_with_weak(p);
-        assert_eq!(Arc32::counts(&a), (1, 2));
-        assert!(Arc32::ptr_eq(&w.upgrade().unwrap(), &a));
-        drop(a);
-        assert_eq!(drops.load(Ordering::SeqCst), 1);
-        assert!(w.upgrade().is_none());
-    }
-
-    #[test]
     fn a_weak_handle_on_nothing() {
         let w = Weak32::<String>::new();
         assert!(w.upgrade().is_none());
@@ -493,11 +467,14 @@ mod tests {
     }
 
     #[test]
-    fn a_slab_fills_blocks_of_the_rows_expected() {
+    fn a_slab_fills_its_blocks_slot_after_slot() {
         let mut slab = Slab::default();
-        let (a, wa) = slab.new_with_weak(1u64, Some(3));
-        let (b, _wb) = slab.new_with_weak(2u64, Some(3));
-        let (c, _wc) = slab.new_with_weak(3u64, Some(3));
+        let mut filler: Vec<_> = (0..FIRST_BLOCK - 3)
+            .map(|i| slab.new_with_weak(i as u64))
+            .collect();
+        let (a, wa) = slab.new_with_weak(1u64);
+        let (b, _wb) = slab.new_with_weak(2u64);
+        let (c, _wc) = slab.new_with_weak(3u64);
         // One block: the slots follow each other.
         let step = std::mem::size_of::<Inner<u64>>();
         assert_eq!(
@@ -512,8 +489,8 @@ mod tests {
         assert_eq!(Arc32::counts(&a), (1, 2));
         // The block is full: the next object starts another.
         assert!(slab.block.is_none());
-        let (d, _wd) = slab.new_with_weak(4u64, Some(3));
-        assert_eq!(slab.len, 3);
+        let (d, _wd) = slab.new_with_weak(4u64);
+        assert_eq!((slab.len as usize, slab.next), (2 * FIRST_BLOCK, 1));
         // Weak counts come and go without touching the slot index.
         let extra: Vec<_> = (0..5).map(|_| Arc32::downgrade(&c)).collect();
         assert_eq!(Arc32::counts(&c), (1, 7));
@@ -521,7 +498,8 @@ mod tests {
         assert_eq!(Arc32::counts(&c), (1, 2));
         drop((b, a));
         assert!(wa.upgrade().is_none());
-        drop((c, d, slab));
+        filler.clear();
+        drop((c, d, slab, filler));
         // Miri reports a leak if a block outlives its slots.
     }
 
@@ -529,14 +507,14 @@ mod tests {
     fn a_slab_gives_up_the_slots_it_did_not_use() {
         let (p, drops) = probe();
         let mut slab = Slab::default();
-        let (a, w) = slab.new_with_weak(p, Some(200));
-        assert_eq!(slab.len, 200);
+        let (a, w) = slab.new_with_weak(p);
+        assert_eq!(slab.len as usize, FIRST_BLOCK);
         let block = slab.block.expect("a block with slots left");
         // SAFETY: the object keeps the block alive; only its count is read.
         let live = || unsafe { (*block.as_ptr()).live.load(Ordering::SeqCst) };
-        assert_eq!(live(), 200);
+        assert_eq!(live() as usize, FIRST_BLOCK);
         drop(slab);
-        // The 199 unused slots are released; the object's slot keeps the block.
+        // The 15 unused slots are released; the object's slot keeps the block.
         assert_eq!(live(), 1);
         // The object and its block outlive the slab.
         assert_eq!(drops.load(Ordering::SeqCst), 0);
@@ -548,23 +526,17 @@ mod tests {
     }
 
     #[test]
-    fn block_sizes_follow_the_rows() {
+    fn blocks_double_from_16_to_255_slots() {
         let mut slab = Slab::default();
-        // A load of one row: an allocation of its own.
-        let (one, _w) = slab.new_with_weak(0u8, Some(1));
-        assert!(slab.block.is_none() && slab.len == 0);
-        // Rows unknown: 16 slots, then 32; more than 255 rows: 255.
-        let mut held = vec![one];
-        for i in 0..17 {
-            held.push(slab.new_with_weak(i, None).0);
+        let mut held = Vec::new();
+        let mut lens = Vec::new();
+        for i in 0..1000u32 {
+            held.push(slab.new_with_weak(i).0);
+            if slab.next == 1 {
+                lens.push(slab.len);
+            }
         }
-        assert_eq!((slab.len, slab.next), (32, 1));
-        held.push(slab.new_with_weak(0, Some(10_000)).0);
-        assert_eq!((slab.len, slab.next), (32, 2));
-        drop(slab);
-        let mut slab = Slab::default();
-        held.push(slab.new_with_weak(0, Some(10_000)).0);
-        assert_eq!(slab.len as usize, BLOCK_SLOTS);
+        assert_eq!(lens, [16, 32, 64, 128, 255, 255, 255]);
         drop((held, slab));
     }
 
@@ -576,7 +548,7 @@ mod tests {
             let drops_of = drops.clone();
             let mut slab = Slab::default();
             let objects: Vec<_> = (0..per)
-                .map(|_| slab.new_with_weak(Probe(drops_of.clone()), Some(per)))
+                .map(|_| slab.new_with_weak(Probe(drops_of.clone())))
                 .collect();
             drop(p);
             let threads: Vec<_> = objects
@@ -607,7 +579,8 @@ mod tests {
         let (rounds, ops) = if cfg!(miri) { (3, 20) } else { (50, 1000) };
         for _ in 0..rounds {
             let (p, drops) = probe();
-            let (a, w) = Arc32::new_with_weak(p);
+            let a = Arc32::new(p);
+            let w = Arc32::downgrade(&a);
             let threads: Vec<_> = (0..4)
                 .map(|i| {
                     let a = a.clone();
