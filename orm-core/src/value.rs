@@ -308,6 +308,9 @@ column_type!(i64, BigInt, I64, |v| *v);
 
 macro_rules! column_type_no_int {
     ($t:ty, $sql:ident, $variant:ident, |$v:ident| $borrow:expr) => {
+        column_type_no_int!($t, $sql, $variant, |$v| $borrow, get::<$t>);
+    };
+    ($t:ty, $sql:ident, $variant:ident, |$v:ident| $borrow:expr, $($get:tt)+) => {
         impl ColumnType for $t {
             const SQL_TYPE: SqlType = SqlType::$sql;
             type Inner = $t;
@@ -318,7 +321,7 @@ macro_rules! column_type_no_int {
             }
             #[inline(always)]
             fn decode(row: &Row<'_>, idx: usize) -> Result<Self, DecodeError> {
-                row.get::<$t>(idx)
+                row.$($get)+(idx)
                     .map_err(|e| e.expecting(SqlType::$sql.name()))?
                     .ok_or(DecodeError::UnexpectedNull)
             }
@@ -339,7 +342,7 @@ macro_rules! column_type_no_int {
 column_type_no_int!(f32, Real, F32, |v| *v);
 column_type_no_int!(f64, Double, F64, |v| *v);
 column_type_no_int!(bool, Boolean, Bool, |v| *v);
-column_type_no_int!(String, Text, Text, |v| v);
+column_type_no_int!(String, Text, Text, |v| v, get_text);
 column_type_no_int!(Vec<u8>, Blob, Bytes, |v| v);
 
 impl<T: ColumnType + NotNull> ColumnType for Option<T> {

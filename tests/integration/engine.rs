@@ -52,6 +52,39 @@ fn reading_a_column_into_a_type_that_cannot_hold_it_is_a_wrong_type_error() {
 }
 
 #[test]
+fn text_columns_of_every_text_type_decode_into_string_fields() {
+    use orm::ColumnType;
+    for_each_db(|db| {
+        let conn = db.engine().connection()?;
+        // PostgreSQL's built-in text types, a domain over one, a NULL, and a column of no text
+        // type (which goes through the driver's own checks, and fails them).
+        let sql = if db.is_postgres() {
+            conn.execute("CREATE DOMAIN short_text AS varchar(10)", &[])?;
+            "SELECT 'é t'::text, 'v'::varchar(5), 'c'::char(3), 'n'::name, \
+             'd'::short_text, NULL::text, 7::int4"
+        } else {
+            "SELECT 'é t', 'v', 'c  ', 'n', 'd', NULL, 7"
+        };
+        conn.query(sql, &[], |r| {
+            let text = |i: usize| <String as ColumnType>::decode(r, i);
+            assert_eq!(text(0).unwrap(), "é t");
+            assert_eq!(text(1).unwrap(), "v");
+            assert_eq!(text(2).unwrap(), "c  "); // char(3) pads
+            assert_eq!(text(3).unwrap(), "n");
+            assert_eq!(text(4).unwrap(), "d"); // a domain arrives as its base type
+            assert_eq!(<Option<String> as ColumnType>::decode(r, 5).unwrap(), None);
+            assert!(matches!(text(5), Err(DecodeError::UnexpectedNull)));
+            if db.is_postgres() {
+                assert!(matches!(text(6), Err(DecodeError::WrongType { .. })));
+            }
+            assert!(text(7).is_err(), "no such column");
+            Ok(())
+        })?;
+        Ok(())
+    });
+}
+
+#[test]
 fn every_value_type_round_trips_through_bound_parameters() {
     for_each_db(|db| {
         let conn = db.engine().connection()?;
