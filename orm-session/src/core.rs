@@ -640,10 +640,27 @@ impl Core {
         let conn = self.connection()?;
         let mut out = Vec::new();
         let store = store_in::<T>(&mut self.types, &mut self.stores);
+        if !store.is_unmapped() || !select.joins.is_empty() {
+            conn.query_statement(Statement::Select(select), |row| {
+                out.push(wrap(object_from_row(store, &self.link, row, 0)?));
+                Ok(())
+            })?;
+            return Ok(out);
+        }
+        // Into an empty identity map (a fresh session's first load of `T`), the rows of a
+        // query without joins are new objects: they are entered together at the end, in a
+        // map sized once, rather than each probed for and inserted into a map that grows and
+        // rehashes as it goes (a row repeating a key is still caught, when entered).
+        let mut loaded = Vec::new();
         conn.query_statement(Statement::Select(select), |row| {
-            out.push(wrap(object_from_row(store, &self.link, row, 0)?));
+            let key = T::key_from_row(row, 0)?;
+            let value = T::from_row_with_key(row, 0, key.clone())?;
+            let (obj, slot) = store.new_loaded(ObjData::persistent(value, &self.link));
+            loaded.push((key, slot));
+            out.push(wrap(obj));
             Ok(())
         })?;
+        store.map_loaded(loaded, |i, first| out[i] = wrap(first));
         Ok(out)
     }
 }

@@ -131,6 +131,42 @@ impl<T: Mapped> Store<T> {
         }
     }
 
+    /// Whether the identity map has no entry at all.
+    pub(crate) fn is_unmapped(&self) -> bool {
+        self.identity.is_empty()
+    }
+
+    /// A new object made of a loaded row's `data`, to be entered with [`map_loaded`]
+    /// (Self::map_loaded).
+    pub(crate) fn new_loaded(&mut self, data: ObjData<T>) -> (Obj<T>, Slot<T>) {
+        Obj::with_slot(data, &mut self.slab)
+    }
+
+    /// Enters the objects of one load, made by [`new_loaded`](Self::new_loaded) in row order,
+    /// into the map, reserved for all of them at once. A key met again (a table whose key
+    /// is not unique in the database) keeps its first object, which `duplicate` is given
+    /// with the row's position, as a load one row at a time would have returned it.
+    pub(crate) fn map_loaded(
+        &mut self,
+        loaded: Vec<(T::Key, Slot<T>)>,
+        mut duplicate: impl FnMut(usize, Obj<T>),
+    ) {
+        self.reserve(loaded.len());
+        for (i, (key, slot)) in loaded.into_iter().enumerate() {
+            match self.identity.entry(key) {
+                Entry::Vacant(e) => {
+                    e.insert(slot);
+                }
+                Entry::Occupied(mut e) => match Obj::upgrade(e.get()) {
+                    Some(first) => duplicate(i, first),
+                    None => {
+                        e.insert(slot);
+                    }
+                },
+            }
+        }
+    }
+
     /// Removes the entry for `key` if it is `obj` (or dead).
     pub(crate) fn unmap(&mut self, key: &T::Key, obj: &Obj<T>) {
         if self.lookup(key).is_none_or(|o| o.ptr_eq(obj)) {

@@ -541,3 +541,40 @@ fn changes_and_expiry_of_columns_past_the_inline_word_are_kept() {
         Ok(())
     });
 }
+
+#[test]
+fn rows_repeating_a_key_load_as_one_object_in_a_fresh_session_and_in_a_used_one() {
+    for_each_db(|db| {
+        // A table whose key column is not unique in the database.
+        db.engine().connection()?.execute(
+            "CREATE TABLE tags (name TEXT NOT NULL, uses BIGINT NOT NULL)",
+            &[],
+        )?;
+        let f = sessionmaker().bind(db.engine()).build();
+        let insert = format!("INSERT INTO tags VALUES ({})", db.params(2));
+        let conn = db.engine().connection()?;
+        for (name, uses) in [("a", 1i64), ("a", 2), ("b", 3)] {
+            conn.execute(&insert, &[name.into(), uses.into()])?;
+        }
+        let load = |s: &mut Session| s.query::<Tag>().order_by(Tag::uses.asc()).all();
+
+        // The first load into an empty identity map enters its objects at the end.
+        let mut fresh = f.session();
+        let tags = load(&mut fresh)?;
+        assert_eq!(tags.len(), 3);
+        assert!(tags[0].ptr_eq(&tags[1]), "one object per key");
+        assert!(!tags[0].ptr_eq(&tags[2]));
+        assert_eq!(tags[1].read()?.uses, 1, "the first row's values");
+        // A later load (one row at a time) finds the same objects.
+        let again = load(&mut fresh)?;
+        assert!(again.iter().zip(&tags).all(|(a, b)| a.ptr_eq(b)));
+
+        // A session that already holds an object of the type loads one row at a time.
+        let mut used = f.session();
+        let b = used.query::<Tag>().filter(Tag::name.eq("b")).one()?;
+        let tags = load(&mut used)?;
+        assert!(tags[0].ptr_eq(&tags[1]) && tags[2].ptr_eq(&b));
+        assert_eq!(tags[1].read()?.uses, 1);
+        Ok(())
+    });
+}
