@@ -136,8 +136,8 @@ impl<T: Mapped> Store<T> {
         self.identity.is_empty()
     }
 
-    /// A new object made of a loaded row's `data`, to be entered with [`map_loaded`]
-    /// (Self::map_loaded).
+    /// A new object made of a loaded row's `data`, to be entered in the map by
+    /// [`map_loaded`](Self::map_loaded).
     pub(crate) fn new_loaded(&mut self, data: ObjData<T>) -> (Obj<T>, Slot<T>) {
         Obj::with_slot(data, &mut self.slab)
     }

@@ -1,9 +1,11 @@
 //! The PostgreSQL client: tokio-postgres, driven on the calling thread.
 //!
 //! Every call blocks until its reply, as a synchronous driver does, but the connection is ours
-//! to poll, so two requests can share one round trip: [`PgClient::begin_and_query`] sends
-//! `BEGIN` and a query together, which is how a transaction begun by a session costs no round
-//! trip of its own (see ARCHITECTURE.md, "Transactions on the wire").
+//! to poll, so two requests can share one round trip ([`PgClient::query_each`] sends `BEGIN`
+//! and a query together, which is how a transaction begun by a session costs no round trip of
+//! its own), a request can be sent without waiting for its reply ([`PgClient::send`]), and a
+//! result is handed over row by row as it is read, in one call into the runtime (see
+//! ARCHITECTURE.md, "Transactions on the wire").
 
 use std::future::Future;
 use std::pin::{pin, Pin};

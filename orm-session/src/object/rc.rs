@@ -140,10 +140,10 @@ impl<T> Default for Slab<T> {
 }
 
 impl<T> Slab<T> {
-    /// A new object and a weak handle on it, made together without an atomic operation, in the next slot of
-    /// the current block. Without one, a new block holds 16 slots, then twice the last
-    /// block's, up to 255: a session that loads few objects spends little on slots, one that
-    /// loads many calls the allocator once per 255.
+    /// A new object and a weak handle on it, made together without an atomic operation, in
+    /// the next slot of the current block. Without one, a new block holds 16 slots, then
+    /// twice the last block's, up to 255: a session that loads few objects spends little on
+    /// slots, one that loads many calls the allocator once per 255.
     pub(crate) fn new_with_weak(&mut self, data: T) -> (Arc32<T>, Weak32<T>) {
         let block = match self.block {
             Some(block) => block,
