@@ -217,10 +217,17 @@ impl Value {
 
     /// The value as an `i64` when it is an integer of any width.
     pub fn as_i64(&self) -> Option<i64> {
-        match *self {
-            Value::I16(v) => Some(v.into()),
-            Value::I32(v) => Some(v.into()),
-            Value::I64(v) => Some(v),
+        self.as_ref().as_i64()
+    }
+}
+
+impl ValueRef<'_> {
+    /// The value as an `i64` when it is an integer of any width.
+    pub fn as_i64(self) -> Option<i64> {
+        match self {
+            ValueRef::I16(v) => Some(v.into()),
+            ValueRef::I32(v) => Some(v.into()),
+            ValueRef::I64(v) => Some(v),
             _ => None,
         }
     }

@@ -2,8 +2,9 @@
 //!
 //! An `Obj` is a cheap-to-clone, thread-safe handle on the object's row and its bookkeeping:
 //! an `Arc` with 32-bit counts ([`rc`]), so one allocation holds 8 bytes of counts, the lock
-//! word, two words of bookkeeping and the row. Two handles are the same object when [`Obj::ptr_eq`] says so; the identity
-//! map guarantees one object per primary key per session.
+//! word, two words of bookkeeping and the row. Two handles are the same object when
+//! [`Obj::ptr_eq`] says so; the identity map guarantees one object per primary key per
+//! session.
 //!
 //! Writes go through [`Obj::set`] or [`Obj::modify`], which record WHICH columns changed and
 //! queue the object once in its session's dirty list, so a flush visits changed objects only.

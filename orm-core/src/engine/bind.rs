@@ -21,12 +21,7 @@ impl ToSql for ValueRef<'_> {
             ValueRef::Null => Ok(IsNull::Yes),
             ValueRef::Bool(b) if *ty == Type::BOOL => b.to_sql(ty, out),
             ValueRef::I16(_) | ValueRef::I32(_) | ValueRef::I64(_) => {
-                let v = match *self {
-                    ValueRef::I16(v) => i64::from(v),
-                    ValueRef::I32(v) => i64::from(v),
-                    ValueRef::I64(v) => v,
-                    _ => unreachable!("matched an integer"),
-                };
+                let v = self.as_i64().expect("an integer");
                 match *ty {
                     Type::INT2 => i16::try_from(v)?.to_sql(ty, out),
                     Type::INT4 => i32::try_from(v)?.to_sql(ty, out),

@@ -136,8 +136,9 @@ impl Inner {
         match &mut *self.conn {
             DriverConn::Postgres { client, statements } => {
                 let stmt = DriverConn::pg_statement(client, statements, sql)?;
-                let refs: Vec<_> = params.iter().map(|p| p as _).collect();
-                client.execute(&stmt, &refs).map_err(Error::from_postgres)
+                client
+                    .execute(&stmt, params.iter())
+                    .map_err(Error::from_postgres)
             }
             DriverConn::Sqlite(c) => {
                 let mut stmt = c.prepare_cached(sql).map_err(Error::from_sqlite)?;

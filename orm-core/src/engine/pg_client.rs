@@ -13,11 +13,8 @@ use std::task::Poll;
 
 use futures_util::TryStreamExt;
 use tokio_postgres::tls::NoTlsStream;
-use tokio_postgres::types::{BorrowToSql, ToSql};
+use tokio_postgres::types::BorrowToSql;
 use tokio_postgres::{Config, Error, NoTls, Row, Socket, Statement};
-
-/// Parameters as the driver takes them.
-pub(crate) type Params<'a> = [&'a (dyn ToSql + Sync)];
 
 /// One PostgreSQL connection: the client that makes requests, and what carries them.
 pub(crate) struct PgClient {
@@ -87,13 +84,14 @@ impl PgClient {
     }
 
     /// Runs a prepared statement; returns the number of rows it affected.
-    pub(crate) fn execute(
-        &mut self,
-        statement: &Statement,
-        params: &Params<'_>,
-    ) -> Result<u64, Error> {
+    pub(crate) fn execute<P, I>(&mut self, statement: &Statement, params: I) -> Result<u64, Error>
+    where
+        P: BorrowToSql,
+        I: IntoIterator<Item = P>,
+        I::IntoIter: ExactSizeIterator,
+    {
         let client = &self.client;
-        self.driver.block_on(client.execute(statement, params))
+        self.driver.block_on(client.execute_raw(statement, params))
     }
 
     /// Runs a prepared statement and hands each row to `row` as it is read, all in one call

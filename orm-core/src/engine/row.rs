@@ -167,7 +167,7 @@ impl Row<'_> {
                     Type::FLOAT8 => self.get::<f64>(idx)?.map(Value::F64),
                     Type::BYTEA => self.get::<Vec<u8>>(idx)?.map(Value::Bytes),
                     Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => {
-                        self.get::<String>(idx)?.map(Value::Text)
+                        self.get_text(idx)?.map(Value::Text)
                     }
                     other => {
                         return Err(DecodeError::WrongType {

@@ -425,7 +425,7 @@ pub(crate) fn update<T: Mapped>(conn: &Connection, dirty: &[Obj<T>]) -> Result<(
                 let mut params = Vec::with_capacity(n);
                 for (at, d) in locked.iter().enumerate() {
                     params.clear();
-                    params.extend((0..n).map(|i| update_value(d, &set, &matched, i)));
+                    params.extend((0..n).map(|i| value(d, i)));
                     let count = stmt.execute(&params)?;
                     if count != 1 {
                         return Ok(Some((at, count)));
@@ -605,7 +605,7 @@ fn find_stale<T: Mapped>(
             let d = o.lock_data();
             let written = table
                 .version
-                .and_then(|v| Value::from(next_version(d.value.column_ref(v))).as_i64());
+                .and_then(|v| next_version(d.value.column_ref(v)).as_i64());
             Some((d.value.key()?, written))
         })
         .collect();

@@ -30,11 +30,6 @@ enum Stmt<'c> {
     },
 }
 
-/// `params` as the PostgreSQL driver takes them.
-fn pg_params<'p>(params: &'p [ValueRef<'_>]) -> Vec<&'p (dyn tokio_postgres::types::ToSql + Sync)> {
-    params.iter().map(|p| p as _).collect()
-}
-
 impl Prepared<'_> {
     /// Binds `params` (the placeholders `?1..` / `$1..` in order) on SQLite.
     fn bind_sqlite(
@@ -67,7 +62,7 @@ impl Prepared<'_> {
                 })
             }
             Stmt::Postgres { client, statement } => client
-                .execute(&*statement, &pg_params(params))
+                .execute(statement, params.iter())
                 .map_err(Error::from_postgres),
         };
         self.failed |= result.is_err();
